@@ -1,0 +1,3 @@
+from edgeportrait.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""The `edgeportrait` command line (see README "Command line").
+
+Each subcommand's work lives in its own module and is imported only when that
+subcommand runs, so `edgeportrait config check` does not pay for OpenVINO.
+A user mistake is one line on stderr and an exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from edgeportrait import __version__
+from edgeportrait.errors import EX_CONFIG, EX_FATAL, EX_USAGE, ConfigError, FatalError, UserError
+
+PROG = "edgeportrait"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong flag as one line (and exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (try --help)\n")
+        raise SystemExit(EX_USAGE)
+
+
+def _add_config(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("-c", "--config", metavar="FILE", required=required, help="YAML config file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Portrait-mode camera appliance.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    _add_config(p, required=True)
+
+    p = sub.add_parser("process", help="portrait mode for image files or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.jpg go")
+    _add_config(p, required=False)
+    p.add_argument("--blur", type=float, metavar="N", help="blur strength 0…100 (overrides portrait.blur)")
+    p.add_argument("--mode", choices=["blur", "grayscale", "color", "image"], help="background mode")
+    p.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: CPU count)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+
+    p = sub.add_parser("segment", help="write person masks as 8-bit PNG")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.png go")
+    p.add_argument("--model", choices=["general", "landscape"], default="general")
+    p.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    p.add_argument("--device", default="AUTO", help="AUTO | CPU | GPU | NPU (default AUTO)")
+    p.add_argument("--models-dir", metavar="DIR", help="directory with the IR files (default: shipped models)")
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
+    csub.required = True
+    pc = csub.add_parser("check", help="validate a config file; every error with its YAML line")
+    _add_config(pc, required=True)
+
+    p = sub.add_parser("model", help="model tools")
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=_Parser)
+    msub.required = True
+    pm = msub.add_parser("build", help="rebuild the IR files in models/ from their pinned source")
+    pm.add_argument("--out", metavar="DIR", default="models", help="output directory (default: models)")
+    pm.add_argument("--wheel", metavar="FILE", help="a local mediapipe==0.10.14 wheel (default: pip download)")
+    pm.add_argument("--no-progress", action="store_true", help="no progress display")
+
+    p = sub.add_parser("bench", help="measure the pipeline stages")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--runs", type=int, default=30, metavar="N", help="runs per measurement (default 30)")
+    p.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p,1080p,4k or WxH")
+    p.add_argument("--input", metavar="IMAGE", help="use this photo instead of a generated frame")
+    _add_config(p, required=False)
+    return parser
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from edgeportrait.config import load_config
+
+    load_config(args.config)
+    print(f"{args.config}: valid")
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "config":
+        return _config_check(args)
+    if cmd == "run":
+        from edgeportrait.daemon import main as run_main
+
+        return run_main(args)
+    if cmd == "process":
+        from edgeportrait.process import main as process_main
+
+        return process_main(args)
+    if cmd == "segment":
+        from edgeportrait.segment.cli import main as segment_main
+
+        return segment_main(args)
+    if cmd == "model":
+        from edgeportrait.segment.build import main as build_main
+
+        return build_main(args)
+    if cmd == "bench":
+        from edgeportrait.bench import main as bench_main
+
+        return bench_main(args)
+    raise AssertionError(cmd)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        for line in e.lines:
+            sys.stderr.write(f"{line}\n")
+        return EX_CONFIG
+    except UserError as e:
+        sys.stderr.write(f"{PROG}: {e}\n")
+        return e.exit_code
+    except FatalError as e:
+        sys.stderr.write(f"{PROG}: {e}\n")
+        return EX_FATAL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EX_FATAL

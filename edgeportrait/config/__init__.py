@@ -1,0 +1,199 @@
+"""The YAML configuration: one typed model per section, errors mapped to YAML lines.
+
+``load_config(path)`` returns a validated :class:`AppConfig` or raises
+:class:`~edgeportrait.errors.ConfigError` whose lines read
+``FILE:LINE: key.path: message`` — the CLI prints them and exits 78.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from edgeportrait.config.base import Section
+from edgeportrait.config.camera import CameraConfig
+from edgeportrait.config.capture import CaptureConfig
+from edgeportrait.config.health import HealthConfig
+from edgeportrait.config.model import ModelConfig
+from edgeportrait.config.mqtt import MqttConfig
+from edgeportrait.config.pipeline import PipelineConfig
+from edgeportrait.config.portrait import PortraitConfig
+from edgeportrait.errors import ConfigError
+
+__all__ = [
+    "AppConfig",
+    "CameraConfig",
+    "CaptureConfig",
+    "HealthConfig",
+    "ModelConfig",
+    "MqttConfig",
+    "PipelineConfig",
+    "PortraitConfig",
+    "RUNTIME_SETTINGS",
+    "load_config",
+    "merge_settings",
+    "validation_messages",
+]
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _default_device_id() -> str:
+    return socket.gethostname().split(".")[0] or "edgeportrait"
+
+
+class AppConfig(Section):
+    device_id: str = Field(
+        default_factory=_default_device_id,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="This device's name in MQTT topics (default: host name).",
+    )
+    state_dir: Path | None = Field(
+        None, description="Persistent state (result sequence, spool); default $STATE_DIRECTORY or ~/.local/state."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    portrait: PortraitConfig = Field(default_factory=PortraitConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+
+# Settings that may change while the daemon runs (B/settings/set, per-capture
+# overrides): section -> keys. Everything else needs a restart.
+RUNTIME_SETTINGS: dict[str, frozenset[str]] = {
+    "portrait": frozenset(PortraitConfig.model_fields),
+    "pipeline": frozenset({"max_fps", "segment_every"}),
+    "model": frozenset({"name", "precision", "device"}),
+    "capture": frozenset({"interval_s", "countdown_s", "jpeg_quality"}),
+    "health": frozenset({"interval_s"}),
+}
+
+
+class _LineIndex:
+    """Maps key paths of a YAML document to the line (1-based) they are on."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.duplicates: list[tuple[tuple[Any, ...], int]] = []
+
+    def walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key in seen:
+                    self.duplicates.append((path + (key,), key_node.start_mark.line + 1))
+                seen.add(key)
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                self.walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.walk(item, path + (i,))
+
+    def line_of(self, path: tuple[Any, ...]) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def validation_messages(err: ValidationError, where: str = "", index: _LineIndex | None = None) -> list[str]:
+    """One readable line per pydantic error: ``where:LINE: key.path: message``."""
+    out: list[tuple[int, str]] = []
+    for e in err.errors(include_url=False):
+        # pydantic puts the union/literal branch or a function name into loc; keep the key path
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key missing"
+        if "input" in e and e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict):
+            shown = repr(e["input"])
+            msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
+        line = index.line_of(loc) if index else None
+        prefix = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")
+        out.append((line or 0, f"{prefix}{_dotted(loc)}: {msg}"))
+    return [text for _, text in sorted(out, key=lambda item: item[0])]
+
+
+def parse_yaml(text: str, where: str) -> tuple[Any, _LineIndex]:
+    """Parse YAML text, refusing duplicate keys; errors carry the file and line."""
+    index = _LineIndex()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{where}{line}: not valid YAML: {e.problem or e}"]) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise ConfigError([f"{where}: not valid YAML: {type(e).__name__}: {str(e)[:200]}"]) from None
+    if node is not None:
+        index.walk(node, ())
+    if index.duplicates:
+        raise ConfigError([f"{where}:{line}: {_dotted(p)}: duplicate key" for p, line in index.duplicates])
+    return data, index
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> AppConfig:
+    """Read, parse and validate a config file (``None``: all defaults)."""
+    data: Any = {}
+    index = _LineIndex()
+    where = str(path) if path is not None else "<defaults>"
+    if path is not None:
+        p = Path(path)
+        try:
+            if p.is_dir():
+                raise ConfigError([f"{where}: is a directory, not a config file"])
+            raw = p.read_bytes()[: MAX_CONFIG_BYTES + 1]
+        except FileNotFoundError:
+            raise ConfigError([f"{where}: no such file"]) from None
+        except PermissionError:
+            raise ConfigError([f"{where}: permission denied"]) from None
+        except OSError as e:
+            raise ConfigError([f"{where}: cannot read: {e.strerror or e}"]) from None
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config file"])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError([f"{where}: not UTF-8 text (byte {e.start})"]) from None
+        data, index = parse_yaml(text, where)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError([f"{where}:1: the top level must be a mapping of sections, not {type(data).__name__}"])
+    if overrides:
+        data = merge_settings(data, overrides)
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(validation_messages(e, where, index)) from None
+
+
+def merge_settings(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``changes`` into a copy of ``base`` (nested dicts merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

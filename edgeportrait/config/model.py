@@ -1,0 +1,29 @@
+"""`model:` — which segmentation model runs, at which precision, on which device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from edgeportrait.config.base import Section
+
+Device = Literal["AUTO", "CPU", "GPU", "NPU"]
+
+
+class ModelConfig(Section):
+    name: Literal["general", "landscape"] = Field(
+        "general", description="general: 256×256 input; landscape: 144×256, faster, for 16:9 video."
+    )
+    precision: Literal["int8", "fp32"] = Field("int8", description="INT8 (NNCF) or FP32 IR.")
+    device: Device = Field("AUTO", description="OpenVINO device to compile for.")
+    fallback: list[Device] = Field(
+        default_factory=lambda: ["CPU"],
+        description="Devices tried in order when `device` is absent or fails to compile.",
+    )
+    dir: Path | None = Field(None, description="Directory with the IR files (default: the shipped models).")
+    cache_dir: Path | None = Field(
+        None, description="OpenVINO compiled-model cache (default: $CACHE_DIRECTORY or ~/.cache/edgeportrait)."
+    )
+    infer_requests: int = Field(2, ge=1, le=8, description="Inference requests in flight at once.")

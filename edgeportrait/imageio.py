@@ -1,0 +1,145 @@
+"""Reading images safely and writing files atomically.
+
+Every image that comes from outside (``process``, ``segment``, folder sources,
+background pictures) goes through :func:`read_image`, which turns every way a
+file can be bad into an :class:`~edgeportrait.errors.InputError` naming the
+file and the reason. Every file we write goes through :func:`atomic_write`:
+written beside its target, flushed to disk, then renamed, so a reader (or a
+power cut) sees the whole file or no file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeportrait import MAX_IMAGE_PIXELS
+from edgeportrait.errors import InputError
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
+)
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file as BGR uint8, EXIF orientation applied (as a viewer shows it)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise InputError(f"{p}: is a directory")
+        if size == 0:
+            raise InputError(f"{p}: empty file (0 bytes)")
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"{p}: file too large ({size} bytes)")
+        data = np.fromfile(p, dtype=np.uint8)
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{p}: permission denied") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read: {e.strerror or e}") from None
+    return decode_image(data, str(p))
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
+    """Decode encoded image bytes to BGR uint8; refuses bombs and non-images with InputError."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buf.size == 0:
+        raise InputError(f"{name}: empty (0 bytes)")
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e) or "validateInputImageSize" in str(e):
+            raise InputError(
+                f"{name}: image dimensions too large (limit {MAX_IMAGE_PIXELS // 1_000_000} megapixels)"
+            ) from None
+        raise InputError(f"{name}: cannot decode image") from None
+    if img is None:
+        raise InputError(f"{name}: not a readable image (unknown format, truncated or corrupt)")
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise InputError(f"{name}: unsupported pixel format")
+    return img
+
+
+def iter_image_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
+    """Expand files and folders (not recursive) to image paths, sorted within a folder.
+
+    A path that does not exist is yielded as is, so the caller reports it.
+    """
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            yield from sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES and c.is_file())
+        else:
+            yield p
+
+
+def unique_stems(paths: list[Path]) -> dict[Path, str]:
+    """Output stems for inputs; inputs that share a stem get ``-2``, ``-3``… so none is overwritten."""
+    seen: dict[str, int] = {}
+    out: dict[Path, str] = {}
+    for p in paths:
+        n = seen.get(p.stem, 0) + 1
+        seen[p.stem] = n
+        out[p] = p.stem if n == 1 else f"{p.stem}-{n}"
+    return out
+
+
+def atomic_write(path: str | Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so it appears whole or not at all.
+
+    The bytes go to a temporary file in the same directory, are flushed (and
+    fsync'ed when ``durable``), and the file is renamed over the target; then
+    the directory is fsync'ed so the rename survives a power cut.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """fsync a directory so a rename or unlink in it is on disk."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def encode_jpeg(img: np.ndarray, quality: int = 92) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
