@@ -40,5 +40,11 @@ class MqttConfig(Section):
     reconnect_max_s: float = Field(60, gt=0, le=3600)
     max_image_bytes: int = Field(262144, ge=4096, le=256 * 1024 * 1024)
     max_message_bytes: int = Field(65536, ge=256, le=16 * 1024 * 1024, description="Larger commands are refused.")
+    spool_max_files: int = Field(
+        1000, ge=1, le=1_000_000, description="Undelivered results kept on disk; beyond, the oldest are dropped."
+    )
+    spool_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="…or beyond this many bytes (images included)."
+    )
     tls: TLSConfig = Field(default_factory=TLSConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)

@@ -1,0 +1,1 @@
+"""Publishing: the MQTT link, command validation and Home Assistant discovery."""

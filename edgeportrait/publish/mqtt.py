@@ -1,0 +1,283 @@
+"""The broker connection: paho-mqtt v2 with last will, reconnect and command routing.
+
+``MqttLink`` owns one paho client and its network thread. It publishes
+``online`` (retained) after every (re)connect, leaves ``offline`` as the last
+will, and ``stopped`` on a clean stop. It subscribes only to this device's
+command topics (and the fleet capture topic, and Home Assistant's status topic
+when discovery is on), refuses oversized messages, and hands every command to
+one handler. The password is read from a file and never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edgeportrait.config.mqtt import MqttConfig
+from edgeportrait.errors import FatalError
+
+logger = logging.getLogger(__name__)
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+STATUS_STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One message on a subscribed topic, as the daemon sees it."""
+
+    kind: str  # capture | settings | health | ha_status
+    topic: str
+    payload: bytes
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+CommandHandler = Callable[[Command], None]
+ErrorPublisher = Callable[[str | None, str, str], None]
+
+
+def read_password(cfg: MqttConfig) -> str | None:
+    """The broker password from ``mqtt.password_file`` (a bare name: $CREDENTIALS_DIRECTORY)."""
+    if cfg.password_file is None:
+        return None
+    path = Path(cfg.password_file)
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    # systemd's LoadCredential= puts the secret in $CREDENTIALS_DIRECTORY; a bare
+    # name in the config refers to it, so the unit and the YAML stay in step.
+    if creds and not path.is_absolute() and len(path.parts) == 1:
+        path = Path(creds) / path
+    try:
+        raw = path.read_bytes()[:4096]
+    except OSError as e:
+        raise FatalError(f"mqtt.password_file: cannot read {path}: {e.strerror or e}") from None
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise FatalError(f"mqtt.password_file: {path} is not UTF-8 text") from None
+
+
+class MqttLink:
+    """One broker connection with status, reconnect and the command subscriptions."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        device_id: str,
+        on_command: CommandHandler,
+        on_error: ErrorPublisher,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.base = f"{cfg.topic_prefix}/{device_id}"
+        self.fleet_capture = f"{cfg.topic_prefix}/all/capture"
+        self.ha_status = f"{cfg.discovery.prefix}/status"
+        self._on_command = on_command
+        self._on_error = on_error
+        self._on_connected = on_connected
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()  # commands can arrive only after the SUBACK
+        self._stopping = False
+        self._inflight: list[paho.MQTTMessageInfo] = []
+        self._inflight_lock = threading.Lock()
+        self.connects = 0
+        self.last_error: str | None = None
+        self.v5 = cfg.protocol == "5"
+        client_id = cfg.client_id or f"edgeportrait-{device_id}"
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
+        )
+        self.client.enable_logger(logging.getLogger("edgeportrait.publish.paho"))
+        self.client.will_set(self.topic("status"), STATUS_OFFLINE, qos=1, retain=True)
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, read_password(cfg))
+        if cfg.tls.enabled:
+            self._setup_tls()
+        self.client.reconnect_delay_set(
+            min_delay=max(1, round(cfg.reconnect_min_s)),
+            max_delay=max(1, round(max(cfg.reconnect_min_s, cfg.reconnect_max_s))),
+        )
+        self.client.on_connect = self._handle_connect
+        self.client.on_disconnect = self._handle_disconnect
+        self.client.on_message = self._handle_message
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+
+    def _setup_tls(self) -> None:
+        tls = self.cfg.tls
+        for name in ("ca_file", "cert_file", "key_file"):
+            p = getattr(tls, name)
+            if p is not None and not Path(p).is_file():
+                raise FatalError(f"mqtt.tls.{name}: no such file: {p}")
+        if (tls.cert_file is None) != (tls.key_file is None):
+            raise FatalError("mqtt.tls: cert_file and key_file go together")
+        try:
+            self.client.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise FatalError(f"mqtt.tls: cannot load certificates: {e}") from None
+        if tls.insecure:
+            self.client.tls_insecure_set(True)
+
+    # -- topics -------------------------------------------------------------
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.base}/{suffix}"
+
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """(topic, kind) pairs this daemon listens to — nothing else."""
+        subs = [
+            (self.topic("capture"), "capture"),
+            (self.fleet_capture, "capture"),
+            (self.topic("settings/set"), "settings"),
+            (self.topic("health/get"), "health"),
+        ]
+        if self.cfg.discovery.enabled:
+            subs.append((self.ha_status, "ha_status"))
+        return subs
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; a broker that is absent is retried with backoff."""
+        logger.info(
+            "MQTT: connecting to %s:%d (MQTT %s%s) as %s",
+            self.cfg.host,
+            self.cfg.port,
+            self.cfg.protocol,
+            ", TLS" if self.cfg.tls.enabled else "",
+            self.base,
+        )
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Publish ``stopped``, wait briefly for it to be acknowledged, disconnect."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        if self._connected.is_set():
+            info = self.client.publish(self.topic("status"), STATUS_STOPPED, qos=1, retain=True)
+            while not info.is_published() and time.monotonic() < deadline and self._connected.is_set():
+                time.sleep(0.02)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+        logger.info("MQTT: disconnected")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Wait until connected and subscribed (so commands sent now are received)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._connected.wait(timeout):
+            return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._subscribed.wait(left) and self._connected.is_set()
+
+    @property
+    def pending(self) -> int:
+        """QoS 1 messages handed to the client and not yet acknowledged by the broker."""
+        with self._inflight_lock:
+            self._inflight = [i for i in self._inflight if not i.is_published()]
+            return len(self._inflight)
+
+    # -- publishing ---------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        correlation_data: bytes | None = None,
+    ) -> paho.MQTTMessageInfo:
+        props = None
+        if correlation_data is not None and self.v5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = correlation_data
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if qos > 0:
+            with self._inflight_lock:
+                self._inflight.append(info)
+        return info
+
+    # -- paho callbacks (network thread: must not block) --------------------
+
+    def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            # A wrong password or a refused client id: paho retries with backoff;
+            # say clearly why, once per attempt, without the secret.
+            self.last_error = f"broker refused the connection: {reason}"
+            logger.error("MQTT: %s (retrying with backoff)", self.last_error)
+            return
+        self.connects += 1
+        self.last_error = None
+        self._subscribed.clear()
+        self._connected.set()
+        logger.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
+        client.publish(self.topic("status"), STATUS_ONLINE, qos=1, retain=True)
+        client.subscribe([(t, 1) for t, _ in self.subscriptions()])
+        if self._on_connected is not None:
+            try:
+                self._on_connected()
+            except Exception:
+                logger.exception("MQTT: on-connect hook failed")
+
+    def _handle_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        self._subscribed.clear()
+        if not self._stopping and was:
+            logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
+
+    def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        kind = next((k for t, k in self.subscriptions() if t == msg.topic), None)
+        if kind is None:
+            logger.debug("MQTT: ignoring message on %s", msg.topic)
+            return
+        if msg.retain and kind != "ha_status":
+            # A retained command left on the broker would re-fire on every
+            # reconnect; commands are events, not state.
+            self._on_error(None, "retained", f"{msg.topic}: retained commands are not executed")
+            return
+        if len(msg.payload) > self.cfg.max_message_bytes:
+            self._on_error(
+                None, "too_large", f"{msg.topic}: {len(msg.payload)} bytes; the limit is {self.cfg.max_message_bytes}"
+            )
+            return
+        response_topic = None
+        correlation = None
+        if self.v5 and msg.properties is not None:
+            response_topic = getattr(msg.properties, "ResponseTopic", None)
+            correlation = getattr(msg.properties, "CorrelationData", None)
+            if response_topic is not None and ("#" in response_topic or "+" in response_topic):
+                response_topic = None  # wildcards are not publishable topics
+        try:
+            self._on_command(Command(kind, msg.topic, bytes(msg.payload), response_topic, correlation))
+        except Exception as e:  # the daemon never stops because of a message
+            logger.exception("MQTT: handling %s failed", msg.topic)
+            self._on_error(None, "internal", f"{type(e).__name__}: {e}")
