@@ -30,3 +30,16 @@ class CameraConfig(Section):
         5, gt=0, le=300, description="No frame for this long marks the camera stalled and reopens it."
     )
     loop: bool = Field(True, description="Video files and image folders start over at the end.")
+    fit: Literal["contain", "cover", "stretch"] = Field(
+        "contain",
+        description=(
+            "Image folders and video files: how a picture of another size is made width×height — "
+            "contain (scaled to fit, black bars), cover (scaled to fill, centre cropped), stretch."
+        ),
+    )
+    reopen_backoff_max_s: float = Field(
+        30, gt=0, le=3600, description="Longest wait between attempts to reopen a failed camera."
+    )
+    open_timeout_s: float = Field(
+        15, gt=0, le=300, description="An open (device, RTSP connect) that takes longer counts as failed."
+    )

@@ -1,0 +1,108 @@
+"""``camera.source`` → a :class:`~edgeportrait.capture.base.FrameSource`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from edgeportrait.capture.base import CameraError, FrameSource, redact
+from edgeportrait.capture.folder import ImageFolderSource
+from edgeportrait.capture.opencv import StreamSource, V4L2Source, VideoFileSource
+from edgeportrait.capture.picam import Picamera2Source, picamera2_cameras
+from edgeportrait.config.camera import CameraConfig
+
+logger = logging.getLogger(__name__)
+
+_STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
+_PICAMERA2 = re.compile(r"^picamera2(?::(\d+))?$")
+# Video nodes that open but never deliver camera frames: the Pi's codec/ISP memory-to-memory
+# devices and the HEVC decoder. Checked by their sysfs name before trying to read from them.
+_NOT_A_CAMERA = re.compile(r"bcm2835-(codec|isp)|rpi-hevc|pispbe|rp1-cfe-(fe|embedded)|hantro|meson-vdec", re.I)
+
+
+def create_source(cfg: CameraConfig) -> FrameSource:
+    """The backend ``cfg.source`` names (not opened, except what ``auto`` had to open to decide).
+
+    * ``auto`` — picamera2 when it is installed and sees a camera, else the first
+      ``/dev/videoN`` that opens and delivers a frame, else CameraError listing what was tried.
+    * ``picamera2`` (or ``picamera2:N`` for camera N) — a Raspberry Pi camera module.
+    * ``/dev/videoN``, any other ``/dev/…`` path (``/dev/v4l/by-id/…`` is stable across
+      reboots) or a bare number ``N`` — a V4L2 device.
+    * ``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://`` — a network stream (FFmpeg).
+    * an existing folder — its images, in name order (:mod:`.folder`).
+    * an existing file — a video file, paced at ``camera.fps``.
+    """
+    source = cfg.source.strip()
+    if source == "auto":
+        return _auto(cfg)
+    m = _PICAMERA2.match(source)
+    if m:
+        return Picamera2Source(cfg, int(m.group(1) or 0))
+    if source.isdigit():
+        return V4L2Source(cfg, int(source))
+    if source.startswith("/dev/"):
+        return V4L2Source(cfg, source)
+    if source.lower().startswith(_STREAM_SCHEMES):
+        return StreamSource(cfg, source)
+    if "://" in source:
+        raise CameraError(f"{redact(source)}: unsupported URL scheme (use rtsp://, http:// or https://)")
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(cfg, path)
+    if path.is_file():
+        return VideoFileSource(cfg, path)
+    if source.endswith("/"):
+        raise CameraError(f"{source}: folder does not exist")
+    if path.exists():
+        raise CameraError(f"{source}: neither a regular file nor a folder")
+    raise CameraError(f"{source}: no such file or folder")
+
+
+def video_devices() -> list[str]:
+    """``/dev/videoN`` nodes that may be cameras, in number order."""
+    found: list[tuple[int, str]] = []
+    try:
+        names = os.listdir("/dev")
+    except OSError:
+        return []
+    for name in names:
+        m = re.fullmatch(r"video(\d+)", name)
+        if m and _looks_like_camera(name):
+            found.append((int(m.group(1)), f"/dev/{name}"))
+    return [dev for _, dev in sorted(found)]
+
+
+def _looks_like_camera(node: str) -> bool:
+    sysfs = Path("/sys/class/video4linux") / node
+    try:
+        # a UVC camera has two nodes; index 1 is its metadata stream, not pictures
+        if (sysfs / "index").read_text().strip() not in ("", "0"):
+            return False
+        if _NOT_A_CAMERA.search((sysfs / "name").read_text()):
+            return False
+    except OSError:
+        pass  # no sysfs (container): let the open attempt decide
+    return True
+
+
+def _auto(cfg: CameraConfig) -> FrameSource:
+    tried: list[str] = []
+    cameras = picamera2_cameras()
+    if cameras:
+        logger.info("camera auto: picamera2 sees %d camera(s); using camera 0", len(cameras))
+        return Picamera2Source(cfg, 0)
+    tried.append("picamera2: not installed or no camera")
+    for dev in video_devices():
+        src = V4L2Source(cfg, dev)
+        try:
+            src.open()
+        except CameraError as e:
+            tried.append(str(e))
+            continue
+        logger.info("camera auto: using %s", dev)
+        return src
+    if len(tried) == 1:
+        tried.append("no /dev/video* devices")
+    raise CameraError("auto: no camera found (" + "; ".join(tried) + ")")
