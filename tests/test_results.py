@@ -1,0 +1,123 @@
+"""Seq numbering across restarts, bounded capture storage, MQTT-sized JPEGs and the durable spool."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeportrait.imageio import encode_jpeg
+from edgeportrait.results import CaptureStore, SeqCounter, Spool, jpeg_for_mqtt
+
+
+def test_seq_increases_by_one_and_survives_a_restart(tmp_path: Path) -> None:
+    """seq goes 1, 2, 3 and a new counter on the same state dir continues at 4."""
+    a = SeqCounter(tmp_path)
+    assert [a.next(), a.next(), a.next()] == [1, 2, 3]
+    b = SeqCounter(tmp_path)
+    assert b.next() == 4
+
+
+def test_seq_never_reuses_a_number_still_in_the_spool(tmp_path: Path) -> None:
+    """bump_to(n) (the spool's highest seq) makes the next number n + 1 even if the counter file is older."""
+    c = SeqCounter(tmp_path)
+    c.bump_to(41)
+    assert c.next() == 42
+
+
+def test_damaged_seq_file_does_not_stop_the_counter(tmp_path: Path) -> None:
+    """A garbage counter file is logged and numbering restarts instead of raising."""
+    (tmp_path / "seq").write_text("not a number")
+    assert SeqCounter(tmp_path).next() == 1
+
+
+def _jpg(tmp: Path, name: str, size: int, mtime: float) -> Path:
+    p = tmp / name
+    p.write_bytes(b"\xff" * size)
+    os.utime(p, (mtime, mtime))
+    return p
+
+
+def test_store_prunes_oldest_beyond_max_files(tmp_path: Path) -> None:
+    """With max_files=3, writing a 4th portrait deletes the oldest one and keeps the newest."""
+    store = CaptureStore(tmp_path, max_files=3, max_bytes=10**9)
+    for i in range(3):
+        _jpg(tmp_path, f"old{i}.jpg", 10, 1000 + i)
+    newest = store.write("new.jpg", b"x" * 10)
+    names = sorted(p.name for p in tmp_path.glob("*.jpg"))
+    assert names == ["new.jpg", "old1.jpg", "old2.jpg"]
+    assert newest.read_bytes() == b"x" * 10
+    assert store.pruned == 1
+
+
+def test_store_prunes_by_bytes_but_keeps_the_new_file(tmp_path: Path) -> None:
+    """Over max_bytes the oldest go first; the file just written stays even if it alone is too big."""
+    store = CaptureStore(tmp_path, max_files=100, max_bytes=100)
+    _jpg(tmp_path, "a.jpg", 60, 1000)
+    _jpg(tmp_path, "b.jpg", 30, 1001)
+    store.write("c.jpg", b"y" * 150)
+    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == ["c.jpg"]
+    (tmp_path / "notes.txt").write_text("not ours")
+    store.prune()
+    assert (tmp_path / "notes.txt").exists()
+
+
+def test_jpeg_for_mqtt_scales_down_only_when_too_large() -> None:
+    """A JPEG over max_image_bytes is re-encoded smaller than the limit; one under it is passed through."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)  # noise: large JPEG
+    full = encode_jpeg(img, 92)
+    assert len(full) > 200_000
+    small = jpeg_for_mqtt(img, full, 100_000, 92)
+    assert len(small) <= 100_000
+    decoded = cv2.imdecode(np.frombuffer(small, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape[1] < 1280 and decoded.shape[0] < 720
+    assert abs(decoded.shape[1] / decoded.shape[0] - 1280 / 720) < 0.05  # aspect kept
+    assert jpeg_for_mqtt(img, full, len(full), 92) is full
+
+
+def test_spool_returns_entries_in_seq_order_and_survives_reopen(tmp_path: Path) -> None:
+    """Entries come out lowest seq first, with image and MQTT 5 correlation data, also after a restart."""
+    sp = Spool(tmp_path, max_files=10, max_bytes=10**8)
+    sp.put(7, {"seq": 7}, b"img7", "reply/here", b"\x01\x02")
+    sp.put(5, {"seq": 5}, b"img5")
+    again = Spool(tmp_path, max_files=10, max_bytes=10**8)
+    first = again.oldest()
+    assert first is not None and first.seq == 5 and first.image() == b"img5" and first.response_topic is None
+    again.remove(5)
+    second = again.oldest()
+    assert second is not None and second.result == {"seq": 7}
+    assert second.response_topic == "reply/here" and second.correlation_data == b"\x01\x02"
+    assert again.highest_seq() == 7
+
+
+def test_spool_cleans_half_written_entries_on_start(tmp_path: Path) -> None:
+    """An image without its JSON (power cut between the two writes) and temp files are removed at start."""
+    (tmp_path / "000000000003.jpg").write_bytes(b"orphan")
+    (tmp_path / ".000000000004.json.abc.tmp").write_bytes(b"{")
+    sp = Spool(tmp_path, max_files=10, max_bytes=10**8)
+    assert len(sp) == 0 and sp.oldest() is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spool_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
+    """Beyond spool max_files the oldest undelivered entries are dropped and counted, never a crash."""
+    sp = Spool(tmp_path, max_files=2, max_bytes=10**8)
+    for s in (1, 2, 3):
+        sp.put(s, {"seq": s}, b"x")
+    assert sp.stats()["entries"] == 2 and sp.stats()["dropped"] == 1
+    oldest = sp.oldest()
+    assert oldest is not None and oldest.seq == 2
+
+
+def test_spool_drops_damaged_entry_and_goes_on(tmp_path: Path) -> None:
+    """A corrupt JSON entry is dropped (and counted); the next good one is returned."""
+    sp = Spool(tmp_path, max_files=10, max_bytes=10**8)
+    sp.put(2, {"seq": 2}, b"x")
+    (tmp_path / "000000000001.json").write_text("{broken")
+    e = sp.oldest()
+    assert e is not None and e.seq == 2 and sp.dropped == 1
+    assert hashlib.sha256(e.image()).hexdigest() == hashlib.sha256(b"x").hexdigest()
