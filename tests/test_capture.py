@@ -486,14 +486,37 @@ def test_auto_prefers_picamera2_when_it_sees_a_camera(fake_picamera2: type[FakeP
 
 def test_auto_without_any_camera_says_what_it_tried(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(factory_mod, "picamera2_cameras", lambda: [])
-    monkeypatch.setattr(factory_mod, "video_devices", lambda: [])
+    monkeypatch.setattr(factory_mod, "_scan_video_devices", lambda: ([], []))
     with pytest.raises(CameraError, match=r"auto: no camera found \(picamera2: .*; no /dev/video\* devices\)"):
         create_source(cfg(source="auto"))
 
 
 def test_auto_falls_through_v4l2_nodes_that_do_not_open(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(factory_mod, "picamera2_cameras", lambda: [])
-    monkeypatch.setattr(factory_mod, "video_devices", lambda: ["/dev/video97", "/dev/video98"])
+    monkeypatch.setattr(factory_mod, "_scan_video_devices", lambda: (["/dev/video97", "/dev/video98"], []))
     with pytest.raises(CameraError) as err:
         create_source(cfg(source="auto"))
     assert "/dev/video97: no such device" in str(err.value) and "/dev/video98" in str(err.value)
+
+
+def test_auto_on_a_pi_without_picamera2_points_at_picamera2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory_mod, "picamera2_cameras", lambda: [])
+    monkeypatch.setattr(factory_mod, "_scan_video_devices", lambda: ([], ["/dev/video0 (rp1-cfe-csi2_ch0)"]))
+    with pytest.raises(CameraError, match=r"rp1-cfe-csi2_ch0\) need libcamera: install python3-picamera2"):
+        create_source(cfg(source="auto"))
+
+
+@pytest.mark.parametrize(
+    ("label", "camera"),
+    [
+        ("HD Pro Webcam C920", True),
+        ("bcm2835-codec-decode", False),
+        ("bcm2835-isp", False),
+        ("rpi-hevc-dec", False),
+        ("rp1-cfe-csi2_ch0", False),
+        ("unicam-image", False),
+        ("", True),
+    ],
+)
+def test_auto_skips_codec_isp_and_csi_receiver_nodes(label: str, camera: bool) -> None:
+    assert factory_mod._looks_like_camera("video-none", label) is camera

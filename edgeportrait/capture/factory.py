@@ -17,9 +17,12 @@ logger = logging.getLogger(__name__)
 
 _STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
 _PICAMERA2 = re.compile(r"^picamera2(?::(\d+))?$")
-# Video nodes that open but never deliver camera frames: the Pi's codec/ISP memory-to-memory
-# devices and the HEVC decoder. Checked by their sysfs name before trying to read from them.
-_NOT_A_CAMERA = re.compile(r"bcm2835-(codec|isp)|rpi-hevc|pispbe|rp1-cfe-(fe|embedded)|hantro|meson-vdec", re.I)
+# Video nodes that are no use to cv2's V4L2 backend, by their sysfs name: memory-to-memory
+# codecs and ISPs (Pi: bcm2835-codec/-isp, rpi-hevc, pispbe; SoC decoders), and the Pi's CSI
+# receivers (unicam, rp1-cfe), which deliver frames only once libcamera has configured the
+# sensor — a Pi camera module is used through picamera2, not through these nodes.
+_NOT_A_CAMERA = re.compile(r"bcm2835-(codec|isp)|rpi-hevc|pispbe|rp1-cfe|unicam|hantro|meson|rkvdec|cedrus", re.I)
+_LIBCAMERA_NODE = re.compile(r"rp1-cfe|unicam", re.I)
 
 
 def create_source(cfg: CameraConfig) -> FrameSource:
@@ -61,30 +64,45 @@ def create_source(cfg: CameraConfig) -> FrameSource:
 
 
 def video_devices() -> list[str]:
-    """``/dev/videoN`` nodes that may be cameras, in number order."""
+    """``/dev/videoN`` nodes that may be cameras for OpenCV's V4L2 backend, in number order."""
+    return _scan_video_devices()[0]
+
+
+def _scan_video_devices() -> tuple[list[str], list[str]]:
+    """(candidate nodes, names of libcamera-only nodes that were skipped)."""
     found: list[tuple[int, str]] = []
+    libcamera: list[str] = []
     try:
         names = os.listdir("/dev")
     except OSError:
-        return []
+        return [], []
     for name in names:
         m = re.fullmatch(r"video(\d+)", name)
-        if m and _looks_like_camera(name):
+        if not m:
+            continue
+        label = _sysfs_name(name)
+        if label and _LIBCAMERA_NODE.search(label):
+            libcamera.append(f"/dev/{name} ({label})")
+        if _looks_like_camera(name, label):
             found.append((int(m.group(1)), f"/dev/{name}"))
-    return [dev for _, dev in sorted(found)]
+    return [dev for _, dev in sorted(found)], sorted(libcamera)
 
 
-def _looks_like_camera(node: str) -> bool:
-    sysfs = Path("/sys/class/video4linux") / node
+def _sysfs_name(node: str) -> str:
+    try:
+        return (Path("/sys/class/video4linux") / node / "name").read_text().strip()
+    except OSError:
+        return ""  # no sysfs (a container): let the open attempt decide
+
+
+def _looks_like_camera(node: str, label: str) -> bool:
     try:
         # a UVC camera has two nodes; index 1 is its metadata stream, not pictures
-        if (sysfs / "index").read_text().strip() not in ("", "0"):
-            return False
-        if _NOT_A_CAMERA.search((sysfs / "name").read_text()):
+        if (Path("/sys/class/video4linux") / node / "index").read_text().strip() not in ("", "0"):
             return False
     except OSError:
-        pass  # no sysfs (container): let the open attempt decide
-    return True
+        pass
+    return not (label and _NOT_A_CAMERA.search(label))
 
 
 def _auto(cfg: CameraConfig) -> FrameSource:
@@ -94,7 +112,13 @@ def _auto(cfg: CameraConfig) -> FrameSource:
         logger.info("camera auto: picamera2 sees %d camera(s); using camera 0", len(cameras))
         return Picamera2Source(cfg, 0)
     tried.append("picamera2: not installed or no camera")
-    for dev in video_devices():
+    devices, libcamera_nodes = _scan_video_devices()
+    if libcamera_nodes:
+        tried.append(
+            f"{', '.join(libcamera_nodes)} need libcamera: install python3-picamera2 "
+            "(venv with --system-site-packages) or set camera.source: picamera2"
+        )
+    for dev in devices:
         src = V4L2Source(cfg, dev)
         try:
             src.open()
@@ -103,6 +127,6 @@ def _auto(cfg: CameraConfig) -> FrameSource:
             continue
         logger.info("camera auto: using %s", dev)
         return src
-    if len(tried) == 1:
+    if not devices:
         tried.append("no /dev/video* devices")
     raise CameraError("auto: no camera found (" + "; ".join(tried) + ")")
