@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -125,7 +126,8 @@ def validation_messages(err: ValidationError, where: str = "", index: _LineIndex
         elif e["type"] == "missing":
             msg = "required key missing"
         if "input" in e and e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict):
-            shown = repr(e["input"])
+            # a URL's user:password never reaches the terminal or the journal
+            shown = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@", r"\1***@", repr(e["input"]))
             msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
         line = index.line_of(loc) if index else None
         prefix = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")
