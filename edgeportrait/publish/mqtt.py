@@ -94,6 +94,7 @@ class MqttLink:
         self._inflight: list[paho.MQTTMessageInfo] = []
         self._inflight_lock = threading.Lock()
         self.connects = 0
+        self.failures = 0  # connection attempts that failed since the last success
         self.last_error: str | None = None
         self.v5 = cfg.protocol == "5"
         client_id = cfg.client_id or f"edgeportrait-{device_id}"
@@ -102,7 +103,6 @@ class MqttLink:
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
         )
-        self.client.enable_logger(logging.getLogger("edgeportrait.publish.paho"))
         self.client.will_set(self.topic("status"), STATUS_OFFLINE, qos=1, retain=True)
         if cfg.username:
             self.client.username_pw_set(cfg.username, read_password(cfg))
@@ -114,6 +114,7 @@ class MqttLink:
         )
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
+        self.client.on_connect_fail = self._handle_connect_fail
         self.client.on_message = self._handle_message
         self.client.on_subscribe = lambda *_: self._subscribed.set()
 
@@ -233,6 +234,7 @@ class MqttLink:
             logger.error("MQTT: %s (retrying with backoff)", self.last_error)
             return
         self.connects += 1
+        self.failures = 0
         self.last_error = None
         self._subscribed.clear()
         self._connected.set()
@@ -244,6 +246,13 @@ class MqttLink:
                 self._on_connected()
             except Exception:
                 logger.exception("MQTT: on-connect hook failed")
+
+    def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self.failures += 1
+        self.last_error = f"broker {self.cfg.host}:{self.cfg.port} unreachable"
+        # every attempt while few, then one line in ten: an absent broker must not flood the journal
+        if self.failures <= 3 or self.failures % 10 == 0:
+            logger.warning("MQTT: %s (attempt %d); retrying with backoff", self.last_error, self.failures)
 
     def _handle_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any

@@ -1,0 +1,247 @@
+"""Portrait captures: trigger → next frame → full-resolution portrait → file → result.
+
+Triggers (MQTT, the fleet topic, the interval timer) queue up to
+``capture.queue_limit``; beyond that a trigger is refused as ``busy``. One
+worker thread takes them in order: waits out the countdown, takes the next
+frame after it, runs a fresh inference on that frame, composes it at full
+resolution, writes the JPEG (whole or not at all), numbers the result and
+hands it on (to the spool and the broker). Captured portraits are never
+dropped silently: every trigger ends in a result or an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeportrait.capture import Camera, CameraError, Frame
+from edgeportrait.compose import compose, foreground_fraction
+from edgeportrait.config import AppConfig, PortraitConfig
+from edgeportrait.health import Window
+from edgeportrait.imageio import encode_jpeg
+from edgeportrait.publish.commands import CommandError
+from edgeportrait.results import CaptureStore, SeqCounter, jpeg_for_mqtt
+from edgeportrait.segment.segmenter import Segmenter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptureRequest:
+    trigger: str  # mqtt | interval | cli
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    countdown_s: float | None = None
+    settings: dict[str, Any] | None = None  # per-capture overrides, already checked
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class CaptureOutcome:
+    """What a finished capture hands on: the result JSON and the JPEG for MQTT."""
+
+    request: CaptureRequest
+    result: dict[str, Any]
+    mqtt_jpeg: bytes
+
+
+ResultSink = Callable[[CaptureOutcome], None]
+ErrorSink = Callable[[str | None, str, str], None]
+
+
+class CaptureService:
+    def __init__(
+        self,
+        camera: Camera,
+        segmenter: Callable[[], Segmenter],
+        config: Callable[[], AppConfig],
+        store: CaptureStore,
+        seq: SeqCounter,
+        on_result: ResultSink,
+        on_error: ErrorSink,
+    ) -> None:
+        self.camera = camera
+        self._segmenter = segmenter
+        self._config = config
+        self.store = store
+        self.seq = seq
+        self._on_result = on_result
+        self._on_error = on_error
+        limit = config().capture.queue_limit
+        self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
+        self._stop = threading.Event()
+        self._busy = threading.Event()  # a capture is in progress
+        self._worker = threading.Thread(target=self._run, name="capture", daemon=True)
+        self._timer = threading.Thread(target=self._interval_loop, name="capture-interval", daemon=True)
+        self.made = 0
+        self.failed = 0
+        self.refused = 0
+        self.latency_ms = Window(100)
+
+    # -- life cycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker.start()
+        self._timer.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Finish the capture in progress (countdown cut short); refuse what is still queued."""
+        self._stop.set()
+        while True:
+            try:
+                req = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if req is not None:
+                self._on_error(req.id, "stopping", "the daemon is stopping; capture not taken")
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)  # wake the worker
+        self._worker.join(timeout)
+        self._timer.join(1.0)
+
+    def submit(self, req: CaptureRequest) -> None:
+        """Queue a capture; ``CommandError("busy")`` when ``capture.queue_limit`` are waiting."""
+        if self._stop.is_set():
+            raise CommandError("stopping", "the daemon is stopping", req.id)
+        try:
+            self._queue.put_nowait(req)
+        except queue.Full:
+            self.refused += 1
+            raise CommandError(
+                "busy", f"{self._queue.maxsize} captures already waiting; try again later", req.id
+            ) from None
+        logger.info("capture %s queued (trigger %s)", req.id, req.trigger)
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    # -- the worker ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            req = self._queue.get()
+            if req is None:
+                return
+            self._busy.set()
+            try:
+                self._take(req)
+            except CommandError as e:
+                self.failed += 1
+                logger.warning("capture %s failed: %s", req.id, e.detail)
+                self._on_error(req.id, e.code, e.detail)
+            except Exception as e:  # a capture failing must not end the worker
+                self.failed += 1
+                logger.exception("capture %s failed", req.id)
+                self._on_error(req.id, "capture_failed", f"{type(e).__name__}: {e}")
+            finally:
+                self._busy.clear()
+            if self._stop.is_set() and self._queue.empty():
+                return
+
+    def _take(self, req: CaptureRequest) -> None:
+        cfg = self._config()
+        countdown = cfg.capture.countdown_s if req.countdown_s is None else req.countdown_s
+        if countdown > 0:
+            # a stop cuts the countdown short: the capture in progress still happens
+            self._stop.wait(countdown)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        frame = self._frame(cfg)
+        t1 = time.perf_counter()
+        timings["frame"] = (t1 - t0) * 1000
+        segmenter = self._segmenter()
+        mask = segmenter.infer(frame.image)
+        t2 = time.perf_counter()
+        timings["segment"] = (t2 - t1) * 1000
+        portrait_cfg, quality = self._settings_for(cfg, req)
+        image = compose(frame.image, mask, portrait_cfg)
+        t3 = time.perf_counter()
+        timings["compose"] = (t3 - t2) * 1000
+        full = encode_jpeg(image, quality)
+        mqtt_jpeg = jpeg_for_mqtt(image, full, cfg.mqtt.max_image_bytes, quality)
+        t4 = time.perf_counter()
+        timings["encode"] = (t4 - t3) * 1000
+        now = dt.datetime.now(dt.timezone.utc)
+        try:
+            seq = self.seq.next()
+            name = f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg"
+            path = self.store.write(name, full)
+        except OSError as e:
+            raise CommandError("write_failed", f"cannot save the portrait: {e.strerror or e}", req.id) from None
+        t5 = time.perf_counter()
+        timings["write"] = (t5 - t4) * 1000
+        timings["total"] = (t5 - t0) * 1000
+        result = {
+            "id": req.id,
+            "seq": seq,
+            "ts": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "trigger": req.trigger,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "path": str(path),
+            "bytes": len(mqtt_jpeg),
+            "sha256": hashlib.sha256(mqtt_jpeg).hexdigest(),
+            "foreground_fraction": round(foreground_fraction(mask, portrait_cfg), 4),
+            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+            "model": segmenter.name,
+            "precision": segmenter.precision,
+            "device": segmenter.device,
+        }
+        self.made += 1
+        self.latency_ms.add((time.monotonic() - req.received) * 1000)
+        logger.info("capture %s: seq %d, %s (%d bytes)", req.id, seq, path, len(full))
+        self._on_result(CaptureOutcome(req, result, mqtt_jpeg))
+
+    def _frame(self, cfg: AppConfig) -> Frame:
+        timeout = cfg.capture.timeout_s
+        try:
+            if cfg.camera.still_width is not None:
+                return self.camera.capture_still(timeout)
+            # "the next frame after the trigger (and countdown)": newer than now
+            return self.camera.wait_frame(time.monotonic(), timeout)
+        except CameraError as e:
+            raise CommandError("camera_unavailable", str(e)) from None
+
+    @staticmethod
+    def _settings_for(cfg: AppConfig, req: CaptureRequest) -> tuple[PortraitConfig, int]:
+        portrait = cfg.portrait
+        quality = cfg.capture.jpeg_quality
+        if req.settings:
+            # already validated as a whole config when the command arrived
+            if "portrait" in req.settings:
+                portrait = PortraitConfig.model_validate({**portrait.model_dump(), **req.settings["portrait"]})
+            quality = int(req.settings.get("capture", {}).get("jpeg_quality", quality))
+        return portrait, quality
+
+    # -- interval captures ------------------------------------------------------------
+
+    def _interval_loop(self) -> None:
+        next_at: float | None = None
+        while not self._stop.wait(0.2):
+            interval = self._config().capture.interval_s
+            if interval <= 0:
+                next_at = None
+                continue
+            now = time.monotonic()
+            if next_at is None or next_at > now + interval:  # (re)started or interval shortened
+                next_at = now + interval
+            if now < next_at:
+                continue
+            next_at += interval
+            if next_at < now:  # fell behind (a long capture): do not fire a burst
+                next_at = now + interval
+            try:
+                self.submit(CaptureRequest(trigger="interval"))
+            except CommandError as e:
+                logger.warning("interval capture skipped: %s", e.detail)

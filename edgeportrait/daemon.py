@@ -1,0 +1,376 @@
+"""`edgeportrait run -c FILE`: wires camera → segment → compose → publish, until SIGTERM.
+
+This module connects stages; it does not do their work. Start order: state
+(seq, spool, capture dir) → model → camera → stream pipeline → MQTT →
+captures → health. :meth:`Daemon.stop` tears down in the reverse order: the
+capture in progress finishes and is handed to the spool before MQTT says
+``stopped`` and disconnects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeportrait import __version__, sdnotify
+from edgeportrait.capture import Camera, CameraError
+from edgeportrait.captures import CaptureOutcome, CaptureRequest, CaptureService
+from edgeportrait.compose import Compositor
+from edgeportrait.config import AppConfig, ModelConfig, load_config
+from edgeportrait.errors import FatalError
+from edgeportrait.health import SystemStats, percentile
+from edgeportrait.pipeline import StreamPipeline
+from edgeportrait.publish.commands import (
+    CommandError,
+    apply_settings,
+    parse_capture,
+    parse_settings,
+    runtime_state,
+)
+from edgeportrait.publish.delivery import Deliverer
+from edgeportrait.publish.discovery import discovery_messages
+from edgeportrait.publish.mqtt import Command, MqttLink
+from edgeportrait.results import CaptureStore, SeqCounter, Spool, default_state_dir
+from edgeportrait.segment.segmenter import Segmenter
+
+logger = logging.getLogger(__name__)
+
+# How long a clean stop may wait for the spool to reach the broker; what is
+# not acknowledged by then stays in the spool for the next start.
+DRAIN_S = 2.0
+
+
+def _model_key(cfg: AppConfig) -> tuple[str, str, str]:
+    return (cfg.model.name, cfg.model.precision, cfg.model.device)
+
+
+class Daemon:
+    def __init__(self, cfg: AppConfig) -> None:
+        self.cfg = cfg
+        self._cfg_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one model swap at a time
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self.state = "starting"
+        self._teardown: list[tuple[str, Any]] = []
+        self.segmenter: Segmenter | None = None
+        self.camera: Camera | None = None
+        self.pipeline: StreamPipeline | None = None
+        self.captures: CaptureService | None = None
+        self.link: MqttLink | None = None
+        self.spool: Spool | None = None
+        self.deliverer: Deliverer | None = None
+        self.watchdog: sdnotify.Watchdog | None = None
+        self.system = SystemStats()
+        self._health_thread: threading.Thread | None = None
+
+    def config(self) -> AppConfig:
+        return self.cfg
+
+    # -- start / stop ------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.cfg
+        state_dir = Path(cfg.state_dir) if cfg.state_dir is not None else default_state_dir()
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            seq = SeqCounter(state_dir)
+            store = CaptureStore(cfg.capture.output_dir, cfg.capture.max_files, cfg.capture.max_bytes)
+            store.prepare()
+            if cfg.mqtt.enabled:
+                self.spool = Spool(state_dir / "spool", cfg.mqtt.spool_max_files, cfg.mqtt.spool_max_bytes)
+                # a result still in the spool keeps its number; never reuse it
+                seq.bump_to(self.spool.highest_seq())
+        except OSError as e:
+            raise FatalError(f"cannot prepare {e.filename or state_dir}: {e.strerror or e}") from None
+        logger.info("state in %s, portraits to %s", state_dir, cfg.capture.output_dir)
+
+        sdnotify.status("compiling the model")
+        self.segmenter = Segmenter(cfg.model)
+        self._teardown.append(("segmenter", self.segmenter.close))
+
+        self.camera = Camera(cfg.camera)
+        self.camera.start()
+        self._teardown.append(("camera", self.camera.stop))
+
+        camera = self.camera
+        # an outage the camera supervisor is already handling (offline, reopening)
+        # is shown in health rather than answered by a systemd restart loop
+        self.watchdog = sdnotify.Watchdog(excuse=lambda: camera.state != "ok" and camera.supervisor_alive())
+        self.compositor = Compositor(cfg.portrait)
+        self.pipeline = StreamPipeline(
+            self.camera, self._current_segmenter, self.compositor, cfg.pipeline, self.watchdog.frame_flowed
+        )
+        self.pipeline.start()
+        self._teardown.append(("pipeline", self.pipeline.stop))
+
+        if cfg.mqtt.enabled and self.spool is not None:
+            self.link = MqttLink(
+                cfg.mqtt, cfg.device_id, self._on_command, self.publish_error, on_connected=self._on_connected
+            )
+            self.deliverer = Deliverer(self.link, self.spool)
+            self.link.start()
+            self.deliverer.start()
+            self._teardown.append(("mqtt", self._stop_mqtt))
+        else:
+            logger.info("MQTT disabled: portraits only go to %s", cfg.capture.output_dir)
+
+        # after MQTT, so a stop finishes the capture in progress while MQTT can still deliver it
+        self.captures = CaptureService(
+            self.camera, self._current_segmenter, self.config, store, seq, self._on_result, self.publish_error
+        )
+        self.captures.start()
+        self._teardown.append(("captures", self.captures.stop))
+
+        self._health_thread = threading.Thread(target=self._health_loop, name="health", daemon=True)
+        self._health_thread.start()
+
+    def _stop_mqtt(self) -> None:
+        assert self.link is not None and self.deliverer is not None
+        if not self.deliverer.drain(DRAIN_S):
+            left = len(self.spool) if self.spool is not None else 0
+            logger.warning("stopping with %d result(s) not yet delivered; they stay in the spool", left)
+        self.deliverer.stop()
+        self.link.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Tear down in the reverse order of start (each step on its own; one failing does not skip the rest)."""
+        self.state = "stopping"
+        self._stop.set()
+        sdnotify.stopping()
+        while self._teardown:
+            name, fn = self._teardown.pop()
+            try:
+                fn()
+            except Exception:
+                logger.exception("stopping %s failed", name)
+        if self._health_thread is not None:
+            self._health_thread.join(2.0)
+        logger.info("stopped")
+
+    def run_until_stopped(self) -> None:
+        """Wait for the first frame (then READY=1), then until a stop is requested."""
+        assert self.camera is not None
+        sdnotify.status("waiting for the first camera frame")
+        while not self._stop.is_set():
+            try:
+                frame = self.camera.wait_frame(None, timeout=1.0)
+            except CameraError as e:
+                logger.debug("waiting for the first frame: %s", e)
+                continue
+            self.state = "running"
+            logger.info("first frame %dx%d from %s; ready", frame.width, frame.height, self.camera.source_name)
+            sdnotify.ready(f"running: {self.camera.source_name}")
+            if self.watchdog is not None:
+                self.watchdog.start()
+                self._teardown.append(("watchdog", self.watchdog.stop))
+            break
+        self._stop.wait()
+
+    # -- stages' hooks ---------------------------------------------------------------
+
+    def _current_segmenter(self) -> Segmenter:
+        assert self.segmenter is not None
+        return self.segmenter
+
+    def _on_result(self, outcome: CaptureOutcome) -> None:
+        if self.spool is None:
+            return
+        req = outcome.request
+        try:
+            self.spool.put(
+                outcome.result["seq"], outcome.result, outcome.mqtt_jpeg, req.response_topic, req.correlation_data
+            )
+        except OSError as e:
+            # the portrait is on disk; without a spool it can still go out now
+            logger.error("spool write failed (%s); publishing seq %d without a durable copy", e, outcome.result["seq"])
+            self.publish_error(req.id, "spool_failed", f"result kept on disk only until sent: {e.strerror or e}")
+            if self.link is not None:
+                self.link.publish(self.link.topic("result/image"), outcome.mqtt_jpeg, retain=True)
+                self.link.publish(self.link.topic("result"), json.dumps(outcome.result))
+
+    def publish_error(self, command_id: str | None, code: str, detail: str) -> None:
+        logger.warning("command refused: %s: %s (id %s)", code, detail, command_id)
+        if self.link is not None and self.link.connected:
+            payload = {"id": command_id, "error": code, "detail": detail}
+            self.link.publish(self.link.topic("error"), json.dumps(payload))
+
+    def _on_connected(self) -> None:
+        # network thread: only quick publishes here
+        self._publish_settings_state()
+        self.publish_health()
+        if self.cfg.mqtt.discovery.enabled:
+            self._publish_discovery()
+
+    def _on_command(self, cmd: Command) -> None:
+        try:
+            if cmd.kind == "capture":
+                self._capture_command(cmd)
+            elif cmd.kind == "settings":
+                changes, cid = parse_settings(cmd.payload)
+                with self._cfg_lock:
+                    new = apply_settings(self.cfg, changes, cid)
+                    self._apply(new, cid)
+            elif cmd.kind == "health":
+                self.publish_health()
+            elif cmd.kind == "ha_status" and cmd.payload.strip() == b"online":
+                self._publish_discovery()
+        except CommandError as e:
+            self.publish_error(e.command_id, e.code, e.detail)
+
+    def _capture_command(self, cmd: Command) -> None:
+        c = parse_capture(cmd.payload)
+        if self.captures is None:
+            raise CommandError("starting", "the daemon is still starting; try again in a moment", c.id)
+        if c.settings:
+            apply_settings(self.cfg, c.settings, c.id)  # validates the values; changes nothing
+        req = CaptureRequest(
+            trigger="mqtt",
+            countdown_s=c.countdown_s,
+            settings=c.settings,
+            response_topic=cmd.response_topic,
+            correlation_data=cmd.correlation_data,
+        )
+        if c.id is not None:
+            req.id = c.id
+        self.captures.submit(req)
+
+    # -- settings ----------------------------------------------------------------------
+
+    def _apply(self, new: AppConfig, cid: str | None) -> None:
+        """Switch to ``new`` (validated); a model change compiles in the background first."""
+        old = self.cfg
+        if _model_key(new) != _model_key(old):
+            wanted = new.model
+            # keep the running model in the config until the new one is compiled
+            new = new.model_copy(update={"model": old.model})
+            threading.Thread(target=self._swap_model, args=(wanted, cid), name="model-swap", daemon=True).start()
+        self.cfg = new
+        self.compositor.settings = new.portrait
+        if self.pipeline is not None:
+            self.pipeline.cfg = new.pipeline
+        logger.info("settings changed: %s", json.dumps(runtime_state(new)))
+        self._publish_settings_state()
+
+    def _swap_model(self, wanted: ModelConfig, cid: str | None) -> None:
+        with self._model_lock:
+            logger.info("compiling %s %s for %s", wanted.name, wanted.precision, wanted.device)
+            try:
+                seg = Segmenter(wanted)
+            except Exception as e:
+                self.publish_error(cid, "model_failed", str(e))
+                return
+            old_seg, self.segmenter = self.segmenter, seg
+            with self._cfg_lock:
+                self.cfg = self.cfg.model_copy(update={"model": wanted})
+            self._publish_settings_state()
+            logger.info("model switched to %s %s on %s", seg.name, seg.precision, seg.device)
+            if old_seg is not None:
+                old_seg.close()  # in-flight requests of the old model finish first
+
+    def _publish_settings_state(self) -> None:
+        if self.link is not None and self.link.connected:
+            self.link.publish(
+                self.link.topic("settings/state"), json.dumps(runtime_state(self.cfg)), retain=True
+            )
+
+    def _publish_discovery(self) -> None:
+        assert self.link is not None
+        for topic, payload in discovery_messages(self.cfg.mqtt.discovery.prefix, self.link.base, self.cfg.device_id):
+            self.link.publish(topic, payload, retain=True)
+
+    # -- health ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        seg = self.segmenter
+        lat = list(seg.latencies_ms) if seg is not None else []
+        cam = self.camera.stats() if self.camera is not None else {"state": "offline"}
+        pipe = self.pipeline.stats() if self.pipeline is not None else {}
+        state = self.state
+        if state == "running" and (cam.get("state") != "ok" or not pipe.get("fps")):
+            state = "degraded"
+        cap = self.captures
+        report: dict[str, Any] = {
+            "ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "version": __version__,
+            "device_id": self.cfg.device_id,
+            "state": state,
+            "camera": cam,
+            "inference": {
+                "device": seg.device if seg else None,
+                "precision": seg.precision if seg else None,
+                "model": seg.name if seg else None,
+                "ms_p50": percentile(lat, 50),
+                "ms_p95": percentile(lat, 95),
+            },
+            "pipeline": pipe,
+            "captures": {
+                "made": cap.made if cap else 0,
+                "failed": cap.failed if cap else 0,
+                "refused": cap.refused if cap else 0,
+                "waiting": cap.waiting if cap else 0,
+                "latency_ms_p50": cap.latency_ms.percentile(50) if cap else None,
+                "latency_ms_p95": cap.latency_ms.percentile(95) if cap else None,
+                "files_pruned": cap.store.pruned if cap else 0,
+            },
+            "mqtt": {
+                "pending": self.link.pending if self.link else 0,
+                "connected": self.link.connected if self.link else False,
+                "connects": self.link.connects if self.link else 0,
+                "spool": self.spool.stats() if self.spool else None,
+            },
+            "system": self.system.snapshot(),
+        }
+        return report
+
+    def publish_health(self) -> None:
+        report = self.health()
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.link.topic("health"), json.dumps(report), retain=True)
+        logger.info(
+            "health: %s, camera %s %.1f fps, pipeline %.1f fps, inference p50 %s ms, %d captures",
+            report["state"],
+            report["camera"].get("state"),
+            report["camera"].get("fps") or 0.0,
+            report["pipeline"].get("fps") or 0.0,
+            report["inference"]["ms_p50"],
+            report["captures"]["made"],
+        )
+
+    def _health_loop(self) -> None:
+        next_at = time.monotonic() + self.cfg.health.interval_s
+        while not self._stop.wait(0.5):
+            if time.monotonic() < next_at:
+                continue
+            next_at = time.monotonic() + self.cfg.health.interval_s
+            try:
+                self.publish_health()
+            except Exception:
+                logger.exception("health report failed")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)  # ConfigError → exit 78 in the CLI
+    if not getattr(args, "verbose", False):
+        logging.getLogger().setLevel(cfg.log_level)
+    daemon = Daemon(cfg)
+    # SIGTERM (systemd) and SIGINT (Ctrl-C) both mean: finish and stop cleanly
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+    try:
+        daemon.start()
+        daemon.run_until_stopped()
+    finally:
+        daemon.stop()
+    return 0

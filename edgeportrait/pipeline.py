@@ -1,0 +1,193 @@
+"""The live stream: camera frames → bounded queue → segment → compose.
+
+Three stages, each on its own thread, joined by small bounded queues:
+
+1. the camera's reader thread hands each frame to :meth:`StreamPipeline._on_frame`,
+   which never blocks: when the queue is full the oldest frame is dropped and
+   counted (camera frames are perishable);
+2. the feeder thread paces frames to ``pipeline.max_fps``, submits every
+   ``segment_every``-th one for asynchronous inference (up to
+   ``model.infer_requests`` in flight) and passes the others on with the last mask;
+3. the compose thread composes each frame with its mask; a frame older than
+   one already composed (inference results can finish out of order) is stale,
+   dropped and counted.
+
+The stream keeps the mask and the temporal smoothing warm and the health
+figures live; captures do their own full-resolution inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgeportrait.capture import Camera, Frame
+from edgeportrait.compose import Compositor
+from edgeportrait.config import PipelineConfig
+from edgeportrait.health import RateMeter, Window
+from edgeportrait.segment.segmenter import Segmenter
+
+logger = logging.getLogger(__name__)
+
+_Item = tuple[Frame, np.ndarray]
+
+
+def _put_newest(q: queue.Queue[Any], item: Any) -> int:
+    """Put without blocking; when full, drop the oldest entries first. Returns how many were dropped."""
+    dropped = 0
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            try:
+                q.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                pass
+
+
+class StreamPipeline:
+    def __init__(
+        self,
+        camera: Camera,
+        segmenter: Callable[[], Segmenter],
+        compositor: Compositor,
+        cfg: PipelineConfig,
+        on_frame_done: Callable[[], None] | None = None,
+    ) -> None:
+        self.camera = camera
+        self._segmenter = segmenter
+        self.compositor = compositor
+        self.cfg = cfg  # replaced as a whole by settings/set; each loop reads it once
+        self._on_frame_done = on_frame_done
+        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=cfg.queue_size)
+        self._masked: queue.Queue[_Item] = queue.Queue(maxsize=cfg.queue_size)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_mask: np.ndarray | None = None
+        self._last_composed = -1
+        self._lock = threading.Lock()
+        self.dropped = 0  # frames lost to full queues or staleness (also counted in camera stats)
+        self.skipped = 0  # frames left out on purpose to stay within max_fps
+        self.composed = 0
+        self.errors = 0
+        self.fps = RateMeter()
+        self.latency_ms = Window()
+
+    # -- life cycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        for name, target in (("pipeline-feed", self._feed_loop), ("pipeline-compose", self._compose_loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.camera.add_listener(self._on_frame)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Reverse of start: stop taking frames, stop the stages, let in-flight inference finish."""
+        with contextlib.suppress(ValueError):
+            self.camera.remove_listener(self._on_frame)
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+
+    # -- stage 1: camera reader thread (must not block) -------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        self._drop(_put_newest(self._frames, frame))
+
+    def _drop(self, n: int) -> None:
+        if n:
+            with self._lock:
+                self.dropped += n
+            self.camera.count_dropped(n)
+
+    # -- stage 2: pacing and inference -------------------------------------------
+
+    def _feed_loop(self) -> None:
+        next_due = 0.0
+        n = 0
+        while not self._stop.is_set():
+            try:
+                frame = self._frames.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            cfg = self.cfg
+            now = time.monotonic()
+            if now < next_due:
+                with self._lock:
+                    self.skipped += 1
+                continue
+            # schedule from the due time, not from now, so the rate holds on average
+            period = 1.0 / cfg.max_fps
+            next_due = max(next_due + period, now - period)
+            mask = self._last_mask
+            if mask is None or n % cfg.segment_every == 0:
+                try:
+                    # blocks while every infer request is busy: this is the back-pressure
+                    # that makes stage 1 drop frames instead of piling them up
+                    self._segmenter().submit(frame.image, frame, self._on_mask)
+                except Exception:
+                    logger.exception("pipeline: inference submit failed")
+                    with self._lock:
+                        self.errors += 1
+                    self._stop.wait(0.5)
+            else:
+                self._drop(_put_newest(self._masked, (frame, mask)))
+            n += 1
+
+    def _on_mask(self, mask: np.ndarray | None, frame: Frame, error: BaseException | None) -> None:
+        # OpenVINO callback thread: hand over and return
+        if error is not None or mask is None:
+            with self._lock:
+                self.errors += 1
+            logger.warning("pipeline: inference failed for frame %d: %s", frame.index, error)
+            return
+        self._last_mask = mask
+        self._drop(_put_newest(self._masked, (frame, mask)))
+
+    # -- stage 3: composing ----------------------------------------------------------
+
+    def _compose_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame, mask = self._masked.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if frame.index <= self._last_composed:
+                self._drop(1)  # overtaken by a newer frame: showing it would step back in time
+                continue
+            try:
+                self.compositor.compose(frame.image, mask)
+            except Exception:
+                logger.exception("pipeline: composing frame %d failed", frame.index)
+                with self._lock:
+                    self.errors += 1
+                continue
+            self._last_composed = frame.index
+            self.composed += 1
+            self.latency_ms.add((time.monotonic() - frame.ts) * 1000.0)
+            self.fps.tick()
+            if self._on_frame_done is not None:
+                self._on_frame_done()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "fps": self.fps.rate(),
+            "latency_ms_p50": self.latency_ms.percentile(50),
+            "latency_ms_p95": self.latency_ms.percentile(95),
+            "frames": self.composed,
+            "dropped": self.dropped,
+            "skipped": self.skipped,
+            "errors": self.errors,
+        }
