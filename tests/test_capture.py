@@ -460,9 +460,11 @@ def test_source_strings_pick_the_right_backend(tmp_path: Path) -> None:
 def test_stream_credentials_never_appear_in_names_or_errors() -> None:
     src = create_source(cfg(source="rtsp://admin:s3cret@10.0.0.9:554/h264"))
     assert "s3cret" not in src.name and src.name == "rtsp://***@10.0.0.9:554/h264"
+    # config validation refuses other schemes; the factory still must not leak one it is handed
+    unchecked = CameraConfig.model_construct(**{**cfg().model_dump(), "source": "ftp://admin:s3cret@host/x"})
     with pytest.raises(CameraError) as err:
-        create_source(cfg(source="ftp://admin:s3cret@host/x"))
-    assert "s3cret" not in str(err.value)
+        create_source(unchecked)
+    assert "s3cret" not in str(err.value) and "unsupported URL scheme" in str(err.value)
     assert redact("/dev/video0") == "/dev/video0"
 
 
@@ -520,3 +522,146 @@ def test_auto_on_a_pi_without_picamera2_points_at_picamera2(monkeypatch: pytest.
 )
 def test_auto_skips_codec_isp_and_csi_receiver_nodes(label: str, camera: bool) -> None:
     assert factory_mod._looks_like_camera("video-none", label) is camera
+
+
+# --- OpenCV backends: a real HTTP stream, and V4L2 against a stand-in VideoCapture ---------------
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A local HTTP server for tmp_path (a video file served over HTTP is a stream to FFmpeg)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_stream_delivers_frames_then_reports_its_end(tmp_path: Path, http_server: str) -> None:
+    write_video(tmp_path / "clip.avi", [40, 120, 200])
+    src = create_source(cfg(source=f"{http_server}/clip.avi", open_timeout_s=5))
+    assert isinstance(src, StreamSource)
+    src.open()
+    values = [grey(src.read().image) for _ in range(3)]
+    assert all(abs(v - e) <= 3 for v, e in zip(values, [40, 120, 200], strict=True)), values
+    with pytest.raises(CameraError, match="stream ended or timed out"):
+        src.read()
+    src.close()
+
+
+def test_http_stream_that_does_not_exist_fails_to_open(tmp_path: Path, http_server: str) -> None:
+    with pytest.raises(CameraError, match="cannot open stream"):
+        create_source(cfg(source=f"{http_server}/missing.avi", open_timeout_s=5)).open()
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture on a V4L2 device (none exists in CI)."""
+
+    frames: list[np.ndarray | None] = []
+    opened = True
+    instances: list[FakeCapture] = []
+
+    def __init__(self, target: object, api: int) -> None:
+        self.target, self.api = target, api
+        self.props: dict[int, float] = {}
+        self.released = False
+        FakeCapture.instances.append(self)
+
+    def isOpened(self) -> bool:  # noqa: N802 (cv2's name)
+        return self.opened
+
+    def set(self, prop: int, value: float) -> bool:
+        self.props[prop] = value
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        frame = self.frames.pop(0) if self.frames else None
+        return frame is not None, frame
+
+    def release(self) -> None:
+        self.released = True
+
+
+@pytest.fixture
+def fake_capture(monkeypatch: pytest.MonkeyPatch) -> type[FakeCapture]:
+    FakeCapture.frames, FakeCapture.opened, FakeCapture.instances = [], True, []
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture)
+    return FakeCapture
+
+
+def test_v4l2_asks_for_mjpg_size_rate_and_a_one_frame_buffer(tmp_path: Path, fake_capture: type[FakeCapture]) -> None:
+    device = tmp_path / "video0"
+    device.touch()
+    fake_capture.frames = [solid(1, 640, 480), solid(2, 640, 480), None]
+    src = V4L2Source(cfg(width=640, height=480, fps=25, flip="horizontal"), str(device))
+    src.open()
+    cap = fake_capture.instances[0]
+    assert cap.api == cv2.CAP_V4L2
+    assert cap.props[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter.fourcc(*"MJPG")
+    assert (cap.props[cv2.CAP_PROP_FRAME_WIDTH], cap.props[cv2.CAP_PROP_FRAME_HEIGHT]) == (640, 480)
+    assert cap.props[cv2.CAP_PROP_FPS] == 25 and cap.props[cv2.CAP_PROP_BUFFERSIZE] == 1
+    assert int(src.read().image[0, 0, 0]) == 2  # the frame read while opening was only a probe
+    with pytest.raises(CameraError, match="read failed .*unplugged"):
+        src.read()
+    src.close()
+    assert cap.released
+
+
+def test_v4l2_node_that_opens_but_delivers_nothing_is_refused(tmp_path: Path, fake_capture: type[FakeCapture]) -> None:
+    device = tmp_path / "video11"
+    device.touch()
+    with pytest.raises(CameraError, match="delivers no frames"):
+        V4L2Source(cfg(), str(device)).open()
+    assert fake_capture.instances[0].released
+
+
+def test_v4l2_device_that_cannot_be_opened_says_so(tmp_path: Path, fake_capture: type[FakeCapture]) -> None:
+    device = tmp_path / "video0"
+    device.touch()
+    fake_capture.opened = False
+    with pytest.raises(CameraError, match="cannot open .*busy, no permission"):
+        V4L2Source(cfg(), str(device)).open()
+
+
+# --- camera config ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("ftp://cam/x", "unsupported URL scheme 'ftp'"),
+        ("picamera2:front", "picamera2:N"),
+        ("   ", "must not be empty"),
+    ],
+)
+def test_camera_source_that_can_never_work_is_a_config_error(source: str, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        CameraConfig(source=source)
+
+
+def test_a_config_error_does_not_echo_the_password_of_a_camera_url(tmp_path: Path) -> None:
+    from edgeportrait.config import load_config
+    from edgeportrait.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text('camera:\n  source: "ftp://admin:s3cret@cam.local/live"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "c.yaml:2: camera.source" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def test_still_size_needs_both_dimensions() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="still_width and still_height go together"):
+        CameraConfig(still_width=2304)
+    assert CameraConfig(still_width=2304, still_height=1296).still_height == 1296

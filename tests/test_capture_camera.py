@@ -6,6 +6,7 @@ asserts how fast anything is.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -290,3 +291,40 @@ def test_readers_wedged_in_the_backend_are_bounded_and_stop_still_returns(world:
         stopper.start()
         stopper.join(HANG)
         assert not stopper.is_alive(), "stop() hung on a wedged backend"
+
+
+def test_a_camera_gone_for_long_does_not_flood_the_log(
+    world: World, running: list[Camera], caplog: pytest.LogCaptureFixture
+) -> None:
+    world.mode = "gone"
+    with caplog.at_level(logging.INFO, logger="edgeportrait.capture.camera"):
+        start(running, camera(world, stall_timeout_s=0.1, reopen_backoff_max_s=0.01))
+        eventually(lambda: world.opens >= 45, "many reopen attempts")
+        running[0].stop()
+    attempts = world.opens
+    warned = [r for r in caplog.records if "no such device" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert 1 <= len(warned) <= attempts // 20 + 1, (len(warned), attempts)
+
+
+def test_a_network_stream_that_drops_is_reopened_and_continues(tmp_path: Path, running: list[Camera]) -> None:
+    import functools
+    import http.server
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (80, 64))
+    for v in (50, 100, 150):
+        writer.write(np.full((64, 80, 3), v, np.uint8))
+    writer.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+        cam = start(running, Camera(cfg(source=url, stall_timeout_s=2, open_timeout_s=5), backoff_initial_s=0.05))
+        # every 3 frames the "stream" ends; more than 3 frames means it was reopened and continued
+        eventually(lambda: cam.stats()["frames"] >= 7, "frames across stream drops")
+        assert cam.stats()["reconnects"] >= 2
+    finally:
+        server.shutdown()
+        server.server_close()

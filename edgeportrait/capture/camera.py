@@ -139,6 +139,7 @@ class Camera:
         self._heartbeat = 0.0
         self._wedged_logged = False
         self._listener_errors = 0
+        self._repeats: dict[str, int] = {}
 
     # --- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -362,6 +363,18 @@ class Camera:
             self._wedged_logged = False
             self._spawn()
 
+    def _fault_level(self, message: str, level: int = logging.INFO) -> int:
+        """``level`` for a new message; DEBUG for a repeat, but every 20th repeat at ``level``.
+
+        A camera unplugged for a month retries every reopen_backoff_max_s; the journal should
+        say so now and then, not 5000 times a day.
+        """
+        count = self._repeats.get(message, 0)
+        if len(self._repeats) > 64:
+            self._repeats.clear()
+        self._repeats[message] = count + 1
+        return level if count % 20 == 0 else logging.DEBUG
+
     def _last_error_or(self, default: str) -> str:
         return self._last_error if self._last_error not in (None, "starting") else default
 
@@ -379,7 +392,13 @@ class Camera:
         self._failures += 1
         delay = reopen_delay(self._failures, self._backoff_initial, self.cfg.reopen_backoff_max_s)
         self._next_attempt = now + delay
-        logger.info("camera %s: reopening in %.1fs (attempt %d)", self.source_name, delay, self._failures + 1)
+        logger.log(
+            self._fault_level(f"reopen {delay}"),
+            "camera %s: reopening in %.1fs (attempt %d)",
+            self.source_name,
+            delay,
+            self._failures + 1,
+        )
 
     def _abandon(self, reader: _Reader, why: str, state: State, now: float) -> None:
         name = self.source_name
@@ -435,7 +454,7 @@ class Camera:
                 self._state = state
             # a read error with the state still "ok": the supervisor reopens at once and marks
             # the camera stalled only if no frame comes back within the stall timeout
-        logger.warning("camera: %s", error)
+        logger.log(self._fault_level(error, logging.WARNING), "camera: %s", error)
 
     def _serve_stills(self, reader: _Reader, src: FrameSource) -> None:
         with self._lock:
@@ -468,6 +487,8 @@ class Camera:
             self._state = "ok"
             self._last_error = None
             self._failures = 0
+            if self._repeats:
+                self._repeats = {}
             listeners = list(self._listeners)
             self._new_frame.notify_all()
         for listener in listeners:

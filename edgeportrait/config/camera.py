@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from edgeportrait.config.base import Section
+
+#: URL schemes the capture layer opens (through OpenCV's FFmpeg backend)
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 
 
 class CameraConfig(Section):
     source: str = Field(
         "auto",
         min_length=1,
+        max_length=4096,
         description="auto | picamera2 | /dev/videoN | rtsp://… | http://… | path/to/video | path/to/folder/",
     )
     width: int = Field(1920, ge=64, le=8192, description="Stream width in pixels.")
@@ -43,3 +48,27 @@ class CameraConfig(Section):
     open_timeout_s: float = Field(
         15, gt=0, le=300, description="An open (device, RTSP connect) that takes longer counts as failed."
     )
+
+    @field_validator("source")
+    @classmethod
+    def _known_kind_of_source(cls, value: str) -> str:
+        # Only what is wrong whatever the machine: a path that does not exist yet may be a USB
+        # stick or a camera plugged in later, so that is the camera's "offline", not a config error.
+        source = value.strip()
+        if not source:
+            raise ValueError("must not be empty")
+        if "\x00" in source:
+            raise ValueError("contains a NUL character")
+        m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
+        if m and m.group(1).lower() not in STREAM_SCHEMES:
+            # the scheme only: the rest of a URL may hold a password
+            raise ValueError(f"unsupported URL scheme {m.group(1)!r} (use {', '.join(STREAM_SCHEMES)})")
+        if source.startswith("picamera2") and not re.fullmatch(r"picamera2(:\d+)?", source):
+            raise ValueError("picamera2 sources are 'picamera2' or 'picamera2:N' (camera number N)")
+        return source
+
+    @model_validator(mode="after")
+    def _still_size_complete(self) -> CameraConfig:
+        if (self.still_width is None) != (self.still_height is None):
+            raise ValueError("still_width and still_height go together: set both or neither")
+        return self
