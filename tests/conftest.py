@@ -60,6 +60,7 @@ def start_mosquitto(tmp: Path, extra_conf: str = "", port: int | None = None) ->
     if exe is None:
         pytest.skip("mosquitto is not installed (scripts/test.sh installs it)")
     port = port or free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     conf = tmp / "mosquitto.conf"
     log = tmp / "mosquitto.log"
     lines = [

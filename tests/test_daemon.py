@@ -82,7 +82,8 @@ def write_config(root: Path, broker: Broker, device: str, **overrides: object) -
         "model": {"name": "landscape", "precision": MODEL_PRECISION, "device": "CPU",
                   "cache_dir": str(root / "cache")},
         "pipeline": {"max_fps": 5},
-        "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 2},
+        "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 2,
+                 "discovery": {"enabled": True, "prefix": "ha-test"}},
         "capture": {"output_dir": str(root / "out"), "queue_limit": 2},
         "health": {"interval_s": 1},
     }
@@ -294,6 +295,33 @@ def test_health_is_retained_with_contract_fields(daemon: Daemon) -> None:
         late.wait_for(lambda m: m.retain)
     finally:
         late.close()
+
+
+def test_model_change_is_compiled_in_background_and_swapped_in(daemon: Daemon) -> None:
+    """settings/set {"model": {"name": "general"}}: settings/state shows it once compiled; results use it."""
+    mark = daemon.watch.mark()
+    daemon.cmd("settings/set", {"model": {"name": "general"}})
+    daemon.wait("settings/state", lambda m: json.loads(m.payload)["model"]["name"] == "general", 120, mark)
+    daemon.cmd("capture", {"id": "with-general"})
+    r = daemon.result("with-general", start=mark)
+    assert r["model"] == "general"
+    mark = daemon.watch.mark()
+    daemon.cmd("settings/set", {"model": {"name": "landscape"}})
+    daemon.wait("settings/state", lambda m: json.loads(m.payload)["model"]["name"] == "landscape", 120, mark)
+
+
+def test_home_assistant_discovery_published_and_renewed_on_ha_online(daemon: Daemon) -> None:
+    """Discovery configs are retained under the discovery prefix and sent again when HA says `online`."""
+    w = Watcher(daemon.watch.client._host, daemon.watch.client._port, ["ha-test/+/it-main/+/config"])
+    try:
+        first = w.wait_for(lambda m: m.topic == "ha-test/camera/it-main/portrait/config" and m.retain)
+        assert json.loads(first.payload)["topic"] == f"{daemon.base}/result/image"
+        mark = w.mark()
+        w.publish("ha-test/status", b"online")
+        again = w.wait_for(lambda m: m.topic.endswith("/button/it-main/capture/config"), start=mark)
+        assert json.loads(again.payload)["command_topic"] == f"{daemon.base}/capture"
+    finally:
+        w.close()
 
 
 def test_sigkill_makes_the_broker_deliver_offline(mosquitto: Broker, tmp_path: Path) -> None:
