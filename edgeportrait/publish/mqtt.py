@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +69,19 @@ def read_password(cfg: MqttConfig) -> str | None:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
         raise FatalError(f"mqtt.password_file: {path} is not UTF-8 text") from None
+
+
+def _describe_connect_error(exc: BaseException) -> str:
+    """Why a connection attempt failed, in words an installer can act on."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed: {exc.verify_message} (check mqtt.tls.ca_file and mqtt.host)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the broker running on that port?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class MqttLink:
@@ -249,7 +263,12 @@ class MqttLink:
 
     def _handle_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self.failures += 1
-        self.last_error = f"broker {self.cfg.host}:{self.cfg.port} unreachable"
+        # paho calls this from inside its `except OSError` around the connect, so
+        # the exception (refused, DNS, TLS verification...) is still the one being
+        # handled; it is the only place the reason is available.
+        exc = sys.exc_info()[1]
+        reason = _describe_connect_error(exc) if exc is not None else "unreachable"
+        self.last_error = f"broker {self.cfg.host}:{self.cfg.port}: {reason}"
         # every attempt while few, then one line in ten: an absent broker must not flood the journal
         if self.failures <= 3 or self.failures % 10 == 0:
             logger.warning("MQTT: %s (attempt %d); retrying with backoff", self.last_error, self.failures)
@@ -260,6 +279,12 @@ class MqttLink:
         was = self._connected.is_set()
         self._connected.clear()
         self._subscribed.clear()
+        if not was and not self._stopping and self.last_error is None:
+            # Closed before CONNACK: with TLS this is the broker refusing our
+            # client certificate after the handshake.
+            where = f"{self.cfg.host}:{self.cfg.port}"
+            self.last_error = f"broker {where} closed the connection before accepting it ({reason})"
+            logger.warning("MQTT: %s; retrying with backoff", self.last_error)
         if not self._stopping and was:
             logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
 
