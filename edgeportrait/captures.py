@@ -173,11 +173,16 @@ class CaptureService:
         t4 = time.perf_counter()
         timings["encode"] = (t4 - t3) * 1000
         now = dt.datetime.now(dt.timezone.utc)
+        # only this thread numbers results; the number is used once the file is saved
+        seq = self.seq.last + 1
+        path = None
         try:
-            seq = self.seq.next()
-            name = f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg"
-            path = self.store.write(name, full)
+            path = self.store.write(f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg", full)
+            self.seq.commit(seq)
         except OSError as e:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()  # saved but not numbered: it would reuse seq next time
             raise CommandError("write_failed", f"cannot save the portrait: {e.strerror or e}", req.id) from None
         t5 = time.perf_counter()
         timings["write"] = (t5 - t4) * 1000

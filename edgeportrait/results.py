@@ -44,7 +44,7 @@ class SeqCounter:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "seq"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._last = self._read()
 
     def _read(self) -> int:
@@ -71,9 +71,19 @@ class SeqCounter:
         """The next number; written to disk before it is returned, so it is never reused."""
         with self._lock:
             n = self._last + 1
-            atomic_write(self.path, f"{n}\n".encode())
-            self._last = n
+            self.commit(n)
             return n
+
+    def commit(self, n: int) -> None:
+        """Record ``n`` (normally ``last + 1``) as used, on disk first.
+
+        A capture names its file with ``last + 1``, writes it, and only then
+        commits the number: a capture that fails to save uses no number, so
+        subscribers never see a gap in ``seq``.
+        """
+        with self._lock:
+            atomic_write(self.path, f"{n}\n".encode())
+            self._last = max(self._last, n)
 
 
 class CaptureStore:

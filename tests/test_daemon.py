@@ -297,6 +297,26 @@ def test_health_is_retained_with_contract_fields(daemon: Daemon) -> None:
         late.close()
 
 
+def test_failed_save_is_an_error_uses_no_seq_and_daemon_keeps_serving(daemon: Daemon) -> None:
+    """output_dir unusable → B/error write_failed; once it is back the next result has the next seq (no gap)."""
+    mark = daemon.watch.mark()
+    daemon.cmd("capture", {"id": "before-fail"})
+    before = daemon.result("before-fail", start=mark)
+    out = daemon.root / "out"
+    moved = daemon.root / "out-moved"
+    out.rename(moved)
+    out.write_text("a file where the directory was")
+    try:
+        daemon.cmd("capture", {"id": "no-space"})
+        err = daemon.error(lambda e: e["id"] == "no-space", start=mark)
+        assert err["error"] == "write_failed"
+    finally:
+        out.unlink()
+        moved.rename(out)
+    daemon.cmd("capture", {"id": "after-fail"})
+    assert daemon.result("after-fail", start=mark)["seq"] == before["seq"] + 1
+
+
 def test_model_change_is_compiled_in_background_and_swapped_in(daemon: Daemon) -> None:
     """settings/set {"model": {"name": "general"}}: settings/state shows it once compiled; results use it."""
     mark = daemon.watch.mark()
