@@ -41,6 +41,7 @@ def eventually(pred: Callable[[], bool], what: str, limit: float = HANG) -> None
 class World:
     """What the fake camera does right now: ``ok``, ``error`` (reads fail), ``gone`` (cannot open),
     ``block`` (reads hang until interrupted), ``wedge`` (reads hang and ignore interrupt),
+    ``wedge_holding_device`` (one read hangs, and the device cannot be opened meanwhile),
     ``hang_open`` (open hangs until released)."""
 
     def __init__(self, mode: str = "ok") -> None:
@@ -73,6 +74,9 @@ class FakeSource(SourceBase):
                 if self._cancel.is_set() or self.world.release.is_set():
                     raise CameraError("fake: interrupted")
                 time.sleep(0.01)
+        if mode == "wedge_holding_device":
+            self.world.mode = "gone"  # while this read is stuck, nobody else can open the device
+            mode = "wedge"
         if mode == "wedge":
             self.world.release.wait(HANG)  # ignores interrupt(), like a stuck driver call
             raise CameraError("fake: wedged read returned")
@@ -283,9 +287,10 @@ def test_readers_wedged_in_the_backend_are_bounded_and_stop_still_returns(world:
         world.mode = "wedge"
         eventually(lambda: world.opens >= MAX_ABANDONED, "replacement readers")
         eventually(lambda: cam.state == "stalled", "stalled state")
+        eventually(lambda: not cam.supervisor_alive(), "wedged: the watchdog excuse is withdrawn")
         time.sleep(1.0)  # many backoff periods: no more readers may be started meanwhile
         assert world.opens <= MAX_ABANDONED + 1
-        assert cam.supervisor_alive()
+        assert "restart is needed" in str(cam.stats()["error"])
     finally:
         stopper = threading.Thread(target=cam.stop)
         stopper.start()
@@ -328,3 +333,18 @@ def test_a_network_stream_that_drops_is_reopened_and_continues(tmp_path: Path, r
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_one_reader_stuck_for_too_long_also_counts_as_wedged(world: World, running: list[Camera]) -> None:
+    """A stuck read that holds the device makes every reopen fail; after wedged_after_s, give up."""
+    cam = camera(world)
+    cam.wedged_after_s = 0.5
+    start(running, cam)
+    cam.wait_frame(None, HANG)
+    world.mode = "wedge_holding_device"
+    eventually(lambda: cam.state == "stalled", "stalled state")
+    assert cam.supervisor_alive()  # one stuck reader: still worth trying for a while
+    eventually(lambda: not cam.supervisor_alive(), "wedged after wedged_after_s")
+    world.release.set()  # the driver call finally returns
+    world.mode = "ok"
+    eventually(lambda: cam.supervisor_alive() and cam.state == "ok", "recovered once the reader returned")

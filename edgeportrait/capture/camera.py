@@ -12,9 +12,15 @@ Threads:
   report. A stuck reader is *abandoned*: told to stop (``interrupt()``), left to
   close its own source whenever its read returns, and replaced by a fresh
   reader after a backoff that doubles per failure up to
-  ``camera.reopen_backoff_max_s``. At most :data:`MAX_ABANDONED` stuck readers
-  are left behind; beyond that the camera stays ``stalled`` and the systemd
-  watchdog (fed only while frames flow) restarts the process.
+  ``camera.reopen_backoff_max_s``.
+
+A thread stuck in a C call cannot be killed from Python, and while it is stuck it
+usually still holds the device, so reopening keeps failing. The camera therefore
+counts as *wedged* when :data:`MAX_ABANDONED` readers are stuck at once, or one
+has been stuck for longer than ``wedged_after_s``; then no new readers are
+started and :meth:`Camera.supervisor_alive` turns False — the daemon stops
+excusing the missing frames to the systemd watchdog, and systemd restarts the
+process, which is the only cure left.
 
 States (``Camera.state``): ``ok`` — frames arrive; ``stalled`` — a source was
 open but no frame came for the stall timeout; ``offline`` — the source cannot
@@ -64,6 +70,7 @@ class _Reader:
         self.last_frame: float | None = None
         self.source: FrameSource | None = None
         self.cancelled = threading.Event()
+        self.abandoned_at: float | None = None
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self.ended = False
@@ -137,8 +144,11 @@ class Camera:
         self._failures = 0
         self._next_attempt = 0.0
         self._heartbeat = 0.0
-        self._wedged_logged = False
+        self._wedged = False
         self._listener_errors = 0
+        # V4L2 reads give up after 10 s, FFmpeg's after open_timeout_s: a reader stuck much
+        # longer than that is stuck for good
+        self.wedged_after_s = max(60.0, 2 * cfg.open_timeout_s + self.stall_timeout_s)
         self._repeats: dict[str, int] = {}
 
     # --- life cycle ---------------------------------------------------------------------
@@ -293,8 +303,13 @@ class Camera:
             }
 
     def supervisor_alive(self) -> bool:
-        """True while the supervisor thread is ticking (it is what handles an outage)."""
-        return self._running and time.monotonic() - self._heartbeat < max(2.0, 10 * self._tick)
+        """True while the supervisor is ticking and can still bring the camera back.
+
+        False when it has stopped, or when the camera is wedged (readers stuck in the
+        backend; see the module docstring): then only a process restart helps, and the
+        daemon should let the systemd watchdog do it.
+        """
+        return self._running and not self._wedged and time.monotonic() - self._heartbeat < max(2.0, 10 * self._tick)
 
     # --- internals ----------------------------------------------------------------------
     def _not_running(self) -> str:
@@ -348,19 +363,24 @@ class Camera:
                 self._state = "stalled"
                 self._last_error = self._last_error_or(f"no frame for {self.stall_timeout_s:g}s")
                 logger.warning("camera %s: stalled (%s)", self.source_name, self._last_error)
-        if self._reader is None and now >= self._next_attempt:
-            self._abandoned = [r for r in self._abandoned if r.thread is not None and r.thread.is_alive()]
-            if len(self._abandoned) >= MAX_ABANDONED:
-                if not self._wedged_logged:
-                    logger.error(
-                        "camera %s: %d readers stuck in the backend; not reopening until they return "
-                        "(the systemd watchdog restarts the daemon if frames stay away)",
-                        self.source_name,
-                        len(self._abandoned),
-                    )
-                    self._wedged_logged = True
-                return
-            self._wedged_logged = False
+        self._abandoned = [r for r in self._abandoned if r.thread is not None and r.thread.is_alive()]
+        wedged = len(self._abandoned) >= MAX_ABANDONED or any(
+            r.abandoned_at is not None and now - r.abandoned_at > self.wedged_after_s for r in self._abandoned
+        )
+        if wedged != self._wedged:
+            self._wedged = wedged
+            if wedged:
+                with self._lock:
+                    self._last_error = f"{self.source_name}: reads stuck in the camera driver; a restart is needed"
+                logger.error(
+                    "camera %s: %d reader(s) stuck in the backend; not reopening until they return "
+                    "(the systemd watchdog restarts the daemon)",
+                    self.source_name,
+                    len(self._abandoned),
+                )
+            else:
+                logger.info("camera %s: stuck readers have returned; reopening", self.source_name)
+        if self._reader is None and now >= self._next_attempt and not self._wedged:
             self._spawn()
 
     def _fault_level(self, message: str, level: int = logging.INFO) -> int:
@@ -403,6 +423,7 @@ class Camera:
     def _abandon(self, reader: _Reader, why: str, state: State, now: float) -> None:
         name = self.source_name
         reader.interrupt()
+        reader.abandoned_at = now
         self._abandoned.append(reader)
         with self._lock:
             self._reader = None
