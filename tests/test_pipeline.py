@@ -1,0 +1,127 @@
+"""The stream pipeline with stand-in stages: mask reuse every N frames, drop-and-count, no stepping back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeportrait.capture import Frame
+from edgeportrait.config import PipelineConfig
+from edgeportrait.pipeline import StreamPipeline
+
+
+class FakeCamera:
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+        self.dropped = 0
+
+    def add_listener(self, fn: Any) -> None:
+        self.listeners.append(fn)
+
+    def remove_listener(self, fn: Any) -> None:
+        self.listeners.remove(fn)
+
+    def count_dropped(self, n: int = 1) -> None:
+        self.dropped += n
+
+    def push(self, index: int) -> None:
+        frame = Frame(np.full((4, 4, 3), index % 256, np.uint8), time.monotonic(), index)
+        for fn in self.listeners:
+            fn(frame)
+
+
+class FakeSegmenter:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def submit(self, image: np.ndarray, frame: Frame, callback: Any) -> None:
+        self.gate.wait(10)  # like a busy device: submit blocks while every request is in use
+        self.seen.append(frame.index)
+        callback(np.full((2, 2), float(frame.index), np.float32), frame, None)
+
+
+class FakeCompositor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, float]] = []
+
+    def compose(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.calls.append((int(image[0, 0, 0]), float(mask[0, 0])))
+        return image
+
+
+def _wait(pred: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def _pipeline(**cfg: Any) -> tuple[StreamPipeline, FakeCamera, FakeSegmenter, FakeCompositor]:
+    cam, seg, comp = FakeCamera(), FakeSegmenter(), FakeCompositor()
+    flowed: list[int] = []
+    p = StreamPipeline(
+        cam,  # type: ignore[arg-type]
+        lambda: seg,  # type: ignore[arg-type,return-value]
+        comp,  # type: ignore[arg-type]
+        PipelineConfig(max_fps=120, **cfg),
+        on_frame_done=lambda: flowed.append(1),
+    )
+    return p, cam, seg, comp
+
+
+def test_model_runs_every_nth_frame_and_the_mask_is_reused_between() -> None:
+    """segment_every=3: frames 0, 3, 6 are segmented; 1-2 and 4-5 are composed with the previous mask."""
+    p, cam, seg, comp = _pipeline(segment_every=3)
+    p.start()
+    try:
+        for i in range(9):
+            cam.push(i)
+            _wait(lambda i=i: len(comp.calls) == i + 1)
+            time.sleep(1 / 100)  # stay under max_fps so no frame is skipped on purpose
+    finally:
+        p.stop()
+    assert seg.seen == [0, 3, 6]
+    assert comp.calls == [(i, float(i - i % 3)) for i in range(9)]
+    assert p.stats()["frames"] == 9 and cam.dropped == 0
+
+
+def test_slow_inference_drops_and_counts_frames_instead_of_queueing() -> None:
+    """While inference is stuck, new frames replace old ones in a bounded queue; each drop is counted."""
+    p, cam, seg, comp = _pipeline(queue_size=2)
+    seg.gate.clear()
+    p.start()
+    try:
+        cam.push(0)
+        _wait(lambda: p._frames.empty())  # frame 0 is inside the (blocked) submit
+        for i in range(1, 11):
+            cam.push(i)
+        assert cam.dropped == 8 and p.stats()["dropped"] == 8  # 10 pushed, 2 fit in the queue
+        seg.gate.set()
+        _wait(lambda: bool(comp.calls) and comp.calls[-1][0] == 10)
+    finally:
+        p.stop()
+    shown = [c[0] for c in comp.calls]
+    # the newest frame got through, in order, and every frame was either shown or counted as dropped
+    assert shown == sorted(set(shown)) and shown[-1] == 10
+    assert len(shown) + cam.dropped == 11 and p.stats()["dropped"] == cam.dropped
+
+
+def test_frame_overtaken_by_a_newer_one_is_dropped_as_stale() -> None:
+    """A mask that arrives for an older frame than one already composed is not shown (no stepping back)."""
+    p, cam, seg, comp = _pipeline()
+    p.start()
+    try:
+        frame5 = Frame(np.full((4, 4, 3), 5, np.uint8), time.monotonic(), 5)
+        frame3 = Frame(np.full((4, 4, 3), 3, np.uint8), time.monotonic(), 3)
+        p._on_mask(np.zeros((2, 2), np.float32), frame5, None)
+        _wait(lambda: len(comp.calls) == 1)
+        p._on_mask(np.zeros((2, 2), np.float32), frame3, None)
+        _wait(lambda: cam.dropped == 1)
+    finally:
+        p.stop()
+    assert [c[0] for c in comp.calls] == [5]
