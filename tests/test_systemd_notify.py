@@ -198,3 +198,45 @@ def test_a_stalled_camera_misses_keepalives_so_systemd_would_restart_us(fake_sys
         dog.stop()
         release.set()
         cam.stop()
+
+
+def test_the_daemon_speaks_sd_notify_ready_watchdog_stopping(fake_systemd: FakeSystemd, tmp_path: Path) -> None:
+    """`edgeportrait run` as systemd starts it: READY=1 after the first frame, WATCHDOG=1 while
+    frames flow, STOPPING=1 and exit 0 on SIGTERM (a folder camera, no broker)."""
+    import signal
+    import subprocess
+    import sys
+
+    data = Path(__file__).parent / "data"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"device_id: sdtest\nstate_dir: {tmp_path / 'state'}\n"
+        f"camera: {{source: '{data}', width: 320, height: 240, fps: 10}}\n"
+        "mqtt: {enabled: false}\n"
+        f"capture: {{output_dir: '{tmp_path / 'out'}'}}\n"
+        "model: {precision: fp32, device: CPU}\n"
+    )
+    env = dict(os.environ, WATCHDOG_USEC="1000000")  # keep-alive decisions every 0.5 s
+    env.pop("WATCHDOG_PID", None)
+    log = (tmp_path / "daemon.log").open("w")  # a file, not a pipe nobody drains
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeportrait", "run", "-c", str(config)], env=env, stdout=log, stderr=log
+    )
+    try:
+        messages: list[str] = []
+        deadline = time.monotonic() + 120  # a cold model compile on a busy 2-core machine
+        while time.monotonic() < deadline and not any("READY=1" in m.split("\n") for m in messages):
+            msg = fake_systemd.receive(0.5)
+            if msg is not None:
+                messages.append(msg)
+            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+        assert any("READY=1" in m.split("\n") for m in messages), messages
+        fake_systemd.wait_for("WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        fake_systemd.wait_for("STOPPING=1")
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
