@@ -1,0 +1,237 @@
+"""``edgeportrait process``: portrait mode for image files and folders.
+
+Each readable input gives ``OUT_DIR/<stem>.jpg`` at the input's size, upright
+(EXIF orientation applied on reading; the output carries no orientation tag),
+written beside and renamed so a reader never sees half a file. An input that
+cannot be read is reported in one line and skipped; the others are still
+written, and the exit code is then 2.
+
+Throughput: a photo is decoded, segmented, composed and encoded by one of
+``--jobs`` worker threads, so the stages of different photos overlap on the
+cores (OpenCV and OpenVINO release the GIL). Inference itself is serialised
+in the Segmenter (one request, all cores); at most ``jobs`` photos are held
+in memory at once. OpenCV's own threading is turned down to one thread per
+call while the workers run: the parallelism is across photos, and
+oversubscribing two cores only adds switching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+
+from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
+from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, iter_image_files, read_image, unique_stems
+
+logger = logging.getLogger(__name__)
+
+PROG = "edgeportrait"
+MAX_JOBS = 64
+PLAIN_PROGRESS_EVERY_S = 10.0  # not a terminal (a log, a pipe): one line this often
+TTY_REFRESH_S = 0.2
+
+
+class Progress:
+    """Progress of a batch on stderr: a live line on a terminal, a periodic plain line otherwise."""
+
+    def __init__(self, total: int, stream: TextIO, enabled: bool) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = enabled and stream.isatty()
+        self.plain = enabled and not self.tty
+        self.done = 0
+        self.failed = 0
+        self.start = time.monotonic()
+        self._last = self.start
+        self._lock = threading.Lock()
+
+    def _line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        pct = 100 * self.done // max(self.total, 1)
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"[{self.done}/{self.total}] {pct}% {rate:.1f} photos/s, {left:.0f} s left{failed}"
+
+    def step(self, failed: bool = False) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += int(failed)
+            now = time.monotonic()
+            if self.tty and (now - self._last >= TTY_REFRESH_S or self.done == self.total):
+                self.stream.write("\r\x1b[K" + self._line())
+                self.stream.flush()
+                self._last = now
+            elif self.plain and now - self._last >= PLAIN_PROGRESS_EVERY_S and self.done < self.total:
+                self.stream.write(f"{PROG}: {self._line()}\n")
+                self.stream.flush()
+                self._last = now
+
+    def message(self, text: str) -> None:
+        """A line (an error) that must not be glued to the live progress line."""
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\x1b[K")
+            self.stream.write(text + "\n")
+            if self.tty and self.done:
+                self.stream.write(self._line())
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.done:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    portrait: dict[str, Any] = {}
+    if args.blur is not None:
+        if not 0 <= args.blur <= 100:
+            raise UserError(f"--blur: must be between 0 and 100 (got {args.blur:g})")
+        portrait["blur"] = args.blur
+    if args.mode is not None:
+        portrait["mode"] = args.mode
+    return {"portrait": portrait} if portrait else {}
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    if args.jobs is None:
+        return max(1, os.cpu_count() or 1)
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise UserError(f"--jobs: must be between 1 and {MAX_JOBS} (got {args.jobs})")
+    return int(args.jobs)
+
+
+def main(args: argparse.Namespace) -> int:
+    from edgeportrait.compose import Compositor
+    from edgeportrait.config import load_config
+
+    overrides = _overrides(args)
+    jobs = _jobs(args)
+    # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
+    cfg = load_config(args.config, overrides)
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    inputs = list(iter_image_files(args.inputs))
+    if not inputs:
+        raise UserError("no input images (the folders given contain no image files)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{out_dir}: cannot create output directory: {e.strerror or e}") from None
+
+    if cfg.portrait.mode == "image" and cfg.portrait.image is not None:
+        try:  # the same picture for every photo: an unreadable one is a setup error, not a per-photo one
+            read_image(cfg.portrait.image)
+        except InputError as e:
+            raise UserError(f"portrait.image: {e}") from None
+
+    from edgeportrait.segment.segmenter import Segmenter
+
+    segmenter = Segmenter(cfg.model)
+    quality = cfg.capture.jpeg_quality
+    stems = unique_stems(inputs)
+    input_files = {_same_file_key(p) for p in inputs}
+    local = threading.local()
+
+    def compositor() -> Compositor:
+        # one per worker thread: no state is shared between photos (and no temporal smoothing)
+        c = getattr(local, "compositor", None)
+        if c is None:
+            c = local.compositor = Compositor(cfg.portrait, temporal=False)
+        return c
+
+    def one(path: Path) -> Path:
+        target = out_dir / f"{stems[path]}.jpg"
+        if _same_file_key(target) in input_files:
+            raise InputError(f"{path}: output {target} would overwrite an input; choose another OUT_DIR")
+        frame = read_image(path)
+        try:
+            mask = segmenter.infer(frame)
+            image = compositor().compose(frame, mask)
+        except ValueError as e:  # e.g. a 1-pixel image: nothing to segment
+            raise InputError(f"{path}: cannot make a portrait of it: {e}") from None
+        data = encode_jpeg(image, quality)
+        try:
+            # renamed into place: atomic for readers; one directory fsync at the end instead of per file
+            atomic_write(target, data, durable=False)
+        except OSError as e:
+            raise UserError(f"{target}: cannot write: {e.strerror or e}") from None
+        return target
+
+    progress = Progress(len(inputs), sys.stderr, enabled=not args.no_progress)
+    failed = _run(inputs, one, jobs, progress)
+    progress.finish()
+    fsync_dir(out_dir)
+    elapsed = time.monotonic() - progress.start
+    written = len(inputs) - failed
+    logger.info(
+        "%d portrait(s) written to %s in %.1f s (%.1f photos/s)%s",
+        written,
+        out_dir,
+        elapsed,
+        written / max(elapsed, 1e-9),
+        f"; {failed} input(s) could not be read" if failed else "",
+    )
+    return EX_USAGE if failed else EX_OK
+
+
+def _same_file_key(p: Path) -> str:
+    try:
+        return str(p.resolve())
+    except OSError:
+        return str(p.absolute())
+
+
+def _run(inputs: list[Path], one: Callable[[Path], Path], jobs: int, progress: Progress) -> int:
+    """Run ``one`` over the inputs on ``jobs`` threads, at most 2×jobs queued; returns the failure count."""
+    failed = 0
+    previous_threads = cv2.getNumThreads()
+    if jobs > 1:
+        cv2.setNumThreads(1)
+    pending: set[Future[Path]] = set()
+    names: dict[Future[Path], Path] = {}
+    todo = iter(inputs)
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="process")
+    try:
+        while True:
+            while len(pending) < 2 * jobs:
+                path = next(todo, None)
+                if path is None:
+                    break
+                fut = pool.submit(one, path)
+                pending.add(fut)
+                names[fut] = path
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                path = names.pop(fut)
+                try:
+                    target = fut.result()
+                except InputError as e:
+                    failed += 1
+                    progress.message(f"{PROG}: {e}")
+                    progress.step(failed=True)
+                    continue
+                logger.debug("%s -> %s", path, target)
+                progress.step()
+    except BaseException:
+        # Ctrl-C or a fatal error: do not start the photos still queued
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        cv2.setNumThreads(previous_threads)
+    return failed

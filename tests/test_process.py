@@ -1,0 +1,117 @@
+"""`edgeportrait process` run as the real command line in a subprocess."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+def _run(*argv: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeportrait", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FP32 model (always shipped) so the test does not depend on which IRs are built."""
+    p = tmp_path_factory.mktemp("cfg") / "fp32.yaml"
+    p.write_text("model:\n  precision: fp32\n  device: CPU\ncapture:\n  jpeg_quality: 95\n")
+    return p
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert a minimal EXIF APP1 segment holding only the orientation tag (as cameras write it)."""
+    ifd = struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + ifd
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    assert jpeg[:2] == b"\xff\xd8"
+    return jpeg[:2] + app1 + jpeg[2:]
+
+
+def test_folder_with_a_corrupt_file_writes_the_others_and_exits_2(tmp_path: Path, config: Path) -> None:
+    """Good photos become OUT_DIR/<stem>.jpg at their own size; the corrupt one is one stderr line; exit 2."""
+    src = tmp_path / "in"
+    src.mkdir()
+    astronaut = cv2.imread(str(DATA / "astronaut.png"))
+    cv2.imwrite(str(src / "astronaut.png"), astronaut)
+    wide = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (700, 420))
+    cv2.imwrite(str(src / "hopper.jpg"), wide)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    # EXIF says "rotate 90° clockwise to view": the portrait must come out upright (swapped sides)
+    ok, enc = cv2.imencode(".jpg", cv2.resize(astronaut, (320, 240)))
+    assert ok
+    (src / "rotated.jpg").write_bytes(_with_exif_orientation(enc.tobytes(), 6))
+    out = tmp_path / "out"
+
+    r = _run("process", src, "-o", out, "-c", config, "--no-progress")
+
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    error_lines = [ln for ln in r.stderr.splitlines() if "broken.jpg" in ln]
+    assert len(error_lines) == 1 and error_lines[0].startswith("edgeportrait: ")
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.jpg", "hopper.jpg", "rotated.jpg"]  # no temp files
+    a = cv2.imread(str(out / "astronaut.jpg"))
+    assert a.shape == astronaut.shape
+    assert cv2.imread(str(out / "hopper.jpg")).shape == wide.shape
+    assert cv2.imread(str(out / "rotated.jpg")).shape == (320, 240, 3)
+    # it is a portrait: the face (centre top) is kept, the top-right background is changed
+    assert np.abs(a[60:200, 180:330].astype(int) - astronaut[60:200, 180:330]).mean() < 4
+    assert np.abs(a[0:80, 430:512].astype(int) - astronaut[0:80, 430:512]).mean() > 4
+
+
+def test_mode_and_blur_flags_override_the_config(tmp_path: Path, config: Path) -> None:
+    """--mode color paints the background in portrait.color; --blur 0 leaves a blur-mode photo as it was."""
+    src = tmp_path / "a.png"
+    photo = cv2.imread(str(DATA / "astronaut.png"))
+    cv2.imwrite(str(src), photo)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config.read_text() + "portrait:\n  color: [255, 0, 0]\n")  # RGB red
+    r = _run("process", src, "-o", tmp_path / "o1", "-c", cfg, "--mode", "color", "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "o1" / "a.jpg"))
+    corner = out[0:40, 470:512].reshape(-1, 3).mean(axis=0)  # background: pure red in BGR
+    assert corner[2] > 240 and corner[0] < 15 and corner[1] < 15
+    r = _run("process", src, "-o", tmp_path / "o2", "-c", config, "--blur", "0")
+    assert r.returncode == 0, r.stderr
+    same = cv2.imread(str(tmp_path / "o2" / "a.jpg"))
+    assert np.abs(same.astype(int) - photo.astype(int)).mean() < 2  # only JPEG rounding
+
+
+def test_user_mistakes_are_one_line_each(tmp_path: Path, config: Path) -> None:
+    """A bad flag is exit 2 and a bad config exit 78, each a clear line and no traceback."""
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), np.zeros((64, 64, 3), np.uint8))
+    r = _run("process", src, "-o", tmp_path / "o", "-c", config, "--blur", "150")
+    assert r.returncode == 2 and "--blur" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("portrait:\n  blur: 50\n  softnes: 0.2\n")
+    r = _run("process", src, "-o", tmp_path / "o", "-c", bad)
+    assert r.returncode == 78 and "portrait.softnes" in r.stderr and ":3:" in r.stderr
+    r = _run("process", src, "-o", tmp_path / "o", "-c", config, "--mode", "image")
+    assert r.returncode == 78 and "portrait.image" in r.stderr and "Traceback" not in r.stderr
+    r = _run("process", tmp_path / "nothing-here.jpg", "-o", tmp_path / "o", "-c", config)
+    assert r.returncode == 2 and "nothing-here.jpg" in r.stderr and "no such file" in r.stderr
+
+
+def test_an_input_is_never_overwritten(tmp_path: Path, config: Path) -> None:
+    """OUT_DIR the same folder as a JPEG input: that input is refused (exit 2) and left as it was."""
+    src = tmp_path / "photo.jpg"
+    cv2.imwrite(str(src), cv2.imread(str(DATA / "astronaut.png")))
+    before = src.read_bytes()
+    r = _run("process", src, "-o", tmp_path, "-c", config)
+    assert r.returncode == 2 and "overwrite" in r.stderr
+    assert src.read_bytes() == before
