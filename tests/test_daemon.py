@@ -344,6 +344,25 @@ def test_home_assistant_discovery_published_and_renewed_on_ha_online(daemon: Dae
         w.close()
 
 
+def test_1080p_capture_is_saved_full_size_and_scaled_down_for_mqtt(mosquitto: Broker, tmp_path: Path) -> None:
+    """At 1080p with max_image_bytes 64 KiB: the file is 1920×1080, the MQTT JPEG fits the limit, same aspect."""
+    d = start_daemon(tmp_path, mosquitto, "it-1080", camera={"width": 1920, "height": 1080},
+                     mqtt={"max_image_bytes": 65536})
+    try:
+        mark = d.watch.mark()
+        d.cmd("capture", {"id": "big"})
+        r = d.result("big", start=mark)
+        assert (r["width"], r["height"]) == (1920, 1080)
+        saved = Path(r["path"]).read_bytes()
+        assert _decode(saved).shape == (1080, 1920, 3) and len(saved) > 65536
+        image = d.image_for(r, start=mark)
+        assert len(image) == r["bytes"] <= 65536
+        h, w = _decode(image).shape[:2]
+        assert w < 1920 and abs(w / h - 16 / 9) < 0.02
+    finally:
+        end_daemon(d)
+
+
 def test_sigkill_makes_the_broker_deliver_offline(mosquitto: Broker, tmp_path: Path) -> None:
     """After SIGKILL the broker publishes the last will: B/status `offline`, retained."""
     d = start_daemon(tmp_path, mosquitto, "it-kill")
