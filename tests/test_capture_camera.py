@@ -137,6 +137,14 @@ def test_frames_from_a_folder_reach_listeners_with_increasing_indices(tmp_path: 
     assert cam.latest() is not None
 
 
+def test_shared_stream_frames_are_read_only(world: World, running: list[Camera]) -> None:
+    """Listeners and latest() get the same array; one consumer must not corrupt it for the others."""
+    cam = start(running, camera(world))
+    frame = cam.wait_frame(None, HANG)
+    with pytest.raises(ValueError, match="read-only"):
+        frame.image[0, 0] = 255
+
+
 def test_wait_frame_returns_a_frame_newer_than_the_one_given(world: World, running: list[Camera]) -> None:
     cam = start(running, camera(world))
     first = cam.wait_frame(None, HANG)

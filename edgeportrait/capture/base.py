@@ -32,6 +32,9 @@ class Frame:
     ``index``: frame number — per source from a :class:`FrameSource`; from a
     :class:`~edgeportrait.capture.camera.Camera` a camera-wide number that keeps
     increasing across reconnects (so "newer than index N" stays meaningful).
+
+    Stream frames from a Camera are shared by every listener and ``latest()``, so
+    their ``image`` is read-only: copy it before drawing on it.
     """
 
     image: np.ndarray

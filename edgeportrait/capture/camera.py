@@ -497,6 +497,9 @@ class Camera:
             if reader is not self._reader:
                 return  # abandoned a moment ago: its frame belongs to nobody
             self._seq += 1
+            # one array is shared by every listener and latest(): read-only, so a consumer that
+            # draws on it fails loudly instead of corrupting what the others see
+            frame.image.flags.writeable = False
             frame = dataclasses.replace(frame, index=self._seq)
             reader.last_frame = frame.ts
             self._latest = frame
