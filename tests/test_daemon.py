@@ -363,6 +363,26 @@ def test_1080p_capture_is_saved_full_size_and_scaled_down_for_mqtt(mosquitto: Br
         end_daemon(d)
 
 
+def test_capture_while_camera_is_down_is_an_error_then_served_when_back(mosquitto: Broker, tmp_path: Path) -> None:
+    """Camera gone → capture answered `camera_unavailable` (bounded by capture.timeout_s); camera back → served."""
+    d = start_daemon(tmp_path, mosquitto, "it-camdown", capture={"timeout_s": 2})
+    photos = tmp_path / "photos"
+    hidden = tmp_path / "photos-away"
+    try:
+        photos.rename(hidden)
+        mark = d.watch.mark()
+        d.wait("health", lambda m: json.loads(m.payload)["camera"]["state"] != "ok", timeout=60, start=mark)
+        d.cmd("capture", {"id": "no-camera"})
+        err = d.error(lambda e: e["id"] == "no-camera", start=mark)
+        assert err["error"] == "camera_unavailable" and "camera" in err["detail"]
+        hidden.rename(photos)
+        d.wait("health", lambda m: json.loads(m.payload)["camera"]["state"] == "ok", timeout=60, start=mark)
+        d.cmd("capture", {"id": "camera-back"})
+        d.result("camera-back", start=mark)
+    finally:
+        end_daemon(d)
+
+
 def test_sigkill_makes_the_broker_deliver_offline(mosquitto: Broker, tmp_path: Path) -> None:
     """After SIGKILL the broker publishes the last will: B/status `offline`, retained."""
     d = start_daemon(tmp_path, mosquitto, "it-kill")

@@ -28,6 +28,7 @@ def test_results_spooled_through_outage_and_sigkill_arrive_in_order(tmp_path: Pa
     try:
         first = d.wait("result", timeout=60)
         s0 = json.loads(first.payload)["seq"]
+        assert json.loads(first.payload)["trigger"] == "interval"
         stop_mosquitto(broker)
         # captures go on without the broker: wait for three more portraits on disk
         out = root / "out"
