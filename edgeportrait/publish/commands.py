@@ -18,6 +18,7 @@ from edgeportrait.config import RUNTIME_SETTINGS, AppConfig, merge_settings, val
 
 MAX_ID_CHARS = 128
 MAX_DETAIL_CHARS = 500
+JSON_WHITESPACE = " \t\r\n"  # RFC 8259; str.strip() would also eat control characters
 
 # Sections a single capture may override: composing a portrait differently is
 # cheap; a different model for one capture would mean compiling one.
@@ -58,7 +59,7 @@ def parse_json(payload: bytes, *, allow_empty: bool) -> dict[str, Any]:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CommandError("bad_json", f"not UTF-8 (byte {e.start})") from None
-    if not text.strip():
+    if not text.strip(JSON_WHITESPACE):
         if allow_empty:
             return {}
         raise CommandError("bad_json", "empty payload; a JSON object is expected")
