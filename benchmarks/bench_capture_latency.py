@@ -29,11 +29,7 @@ import yaml  # noqa: E402
 from conftest import start_mosquitto, stop_mosquitto  # noqa: E402
 from mqtt_watch import Watcher  # noqa: E402
 
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), -(-q * len(ordered) // 100)))
-    return ordered[int(rank) - 1]
+from edgeportrait.health import percentile  # noqa: E402
 
 
 def main() -> int:
@@ -108,7 +104,7 @@ def main() -> int:
 
     print(f"capture round trip (B/capture published -> B/result received), {len(rtts)} captures, "
           f"frames {sorted(sizes)}, model {args.model} {args.precision} on {h['inference']['device']}")
-    print(f"  median {statistics.median(rtts):.1f} ms   p95 {pct(rtts, 95):.1f} ms   "
+    print(f"  median {statistics.median(rtts):.1f} ms   p95 {percentile(rtts, 95):.1f} ms   "
           f"min {min(rtts):.1f} ms   max {max(rtts):.1f} ms")
     print("  daemon stages, median ms: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stages.items()))
     for label, rep in (("during captures", h), ("stream only", idle)):

@@ -84,6 +84,8 @@ class Daemon:
             seq = SeqCounter(state_dir)
             store = CaptureStore(cfg.capture.output_dir, cfg.capture.max_files, cfg.capture.max_bytes)
             store.prepare()
+            # a lost or damaged counter file must not make numbers repeat
+            seq.bump_to(store.highest_seq())
             if cfg.mqtt.enabled:
                 self.spool = Spool(state_dir / "spool", cfg.mqtt.spool_max_files, cfg.mqtt.spool_max_bytes)
                 # a result still in the spool keeps its number; never reuse it

@@ -99,6 +99,14 @@ class CaptureStore:
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
+    def highest_seq(self) -> int:
+        """The highest seq in the portraits' names (``…-<seq>.jpg``), 0 if none."""
+        best = 0
+        for _, name, _, _ in self._files():
+            with contextlib.suppress(ValueError):
+                best = max(best, int(name[:-4].rsplit("-", 1)[-1]))
+        return best
+
     def write(self, name: str, data: bytes) -> Path:
         path = self.dir / name
         atomic_write(path, data)

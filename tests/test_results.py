@@ -65,6 +65,16 @@ def test_store_prunes_by_bytes_but_keeps_the_new_file(tmp_path: Path) -> None:
     assert (tmp_path / "notes.txt").exists()
 
 
+def test_store_knows_the_highest_seq_in_its_file_names(tmp_path: Path) -> None:
+    """highest_seq() reads the numbers back from the portraits' names (a lost counter file restarts above them)."""
+    store = CaptureStore(tmp_path, max_files=100, max_bytes=10**9)
+    assert store.highest_seq() == 0
+    store.write("20261122-000100-000007.jpg", b"x")
+    store.write("20261122-000101-000012.jpg", b"x")
+    store.write("not-numbered.jpg", b"x")
+    assert store.highest_seq() == 12
+
+
 def test_jpeg_for_mqtt_scales_down_only_when_too_large() -> None:
     """A JPEG over max_image_bytes is re-encoded smaller than the limit; one under it is passed through."""
     rng = np.random.default_rng(1)
