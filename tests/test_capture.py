@@ -326,10 +326,8 @@ def test_video_file_frames_are_fitted_to_the_configured_size_and_oriented(tmp_pa
 def test_a_file_that_is_not_a_video_fails_to_open(tmp_path: Path) -> None:
     bogus = tmp_path / "clip.avi"
     bogus.write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(CameraError, match="clip.avi"):
-        src = VideoFileSource(cfg(), bogus)
-        src.open()
-        src.read()
+    with pytest.raises(CameraError, match="clip.avi: (not a video file|no decodable video frames)"):
+        VideoFileSource(cfg(), bogus).open()
 
 
 def test_interrupt_cuts_a_paced_wait_short(tmp_path: Path) -> None:

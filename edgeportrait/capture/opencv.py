@@ -117,6 +117,7 @@ class VideoFileSource(SourceBase):
         self._cap: cv2.VideoCapture | None = None
         self._pacer = Pacer(cfg.fps)
         self._frames_this_pass = 0
+        self._first: np.ndarray | None = None
 
     def _open_cap(self) -> cv2.VideoCapture:
         try:
@@ -134,13 +135,24 @@ class VideoFileSource(SourceBase):
         return cap
 
     def _open(self) -> None:
-        self._cap = self._open_cap()
-        self._frames_this_pass = 0
+        cap = self._open_cap()
+        # decode one frame now: a file FFmpeg can open but not decode is "cannot open"
+        # (offline, with the reason), not a camera that opens and then never delivers
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            _release(cap)
+            raise CameraError(f"{self.name}: no decodable video frames")
+        self._cap = cap
+        self._first = frame
+        self._frames_this_pass = 1
 
     def _grab(self) -> np.ndarray:
         assert self._cap is not None
         if not self._pacer.wait(self._cancel):
             raise CameraError(f"{self.name}: read interrupted")
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
         ok, frame = self._cap.read()
         if not ok or frame is None:
             if not self.cfg.loop:
@@ -161,3 +173,4 @@ class VideoFileSource(SourceBase):
     def _close(self) -> None:
         _release(self._cap)
         self._cap = None
+        self._first = None
