@@ -434,6 +434,27 @@ def test_picamera2_without_a_camera_is_a_clear_error(fake_picamera2: type[FakePi
         Picamera2Source(cfg()).open()
 
 
+def test_picamera2_busy_camera_is_a_clear_error_and_released(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def busy(self: FakePicamera2, config: dict[str, object]) -> None:
+        raise RuntimeError("Failed to acquire camera: Device or resource busy")
+
+    monkeypatch.setattr(FakePicamera2, "configure", busy)
+    with pytest.raises(CameraError, match="picamera2:0: cannot start camera: Failed to acquire camera"):
+        Picamera2Source(cfg()).open()
+    assert ("close", None) in fake_picamera2.instances[0].calls
+
+
+def test_picamera2_warns_when_the_camera_delivers_another_size(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(FakePicamera2, "camera_configuration", lambda self: {"main": {"size": (1920, 1088)}})
+    with caplog.at_level(logging.WARNING, logger="edgeportrait.capture.picam"):
+        Picamera2Source(cfg(width=1920, height=1080)).open()
+    assert "asked for 1920x1080, the camera delivers 1920x1088" in caplog.text
+
+
 def test_picamera2_missing_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as where it is not installed
     with pytest.raises(CameraError, match="picamera2: not available.*python3-picamera2"):

@@ -82,15 +82,7 @@ class Picamera2Source(SourceBase):
             still_size = (cfg.still_width or cfg.width, cfg.still_height or cfg.height)
             self._still_config = cam.create_still_configuration(main={"size": still_size, "format": OPENCV_BGR_FORMAT})
             cam.configure(video)
-            actual = tuple(cam.camera_configuration()["main"]["size"])
-            if actual != (cfg.width, cfg.height):
-                logger.warning(
-                    "camera %s: asked for %dx%d, the sensor mode gives %dx%d",
-                    self.name,
-                    cfg.width,
-                    cfg.height,
-                    *actual,
-                )
+            self._warn_if_resized(cam)
             cam.start()
         except CameraError:
             raise
@@ -99,6 +91,22 @@ class Picamera2Source(SourceBase):
                 _close_quietly(cam)
             raise CameraError(f"{self.name}: cannot start camera: {e}") from None
         self._cam = cam
+
+    def _warn_if_resized(self, cam: Any) -> None:
+        # libcamera may align the size to what the ISP can do; frames then differ from the config
+        try:
+            actual = tuple(cam.camera_configuration()["main"]["size"])
+        except Exception as e:  # the configuration object's shape differs between picamera2 versions
+            logger.debug("camera %s: cannot read back the configured size: %s", self.name, e)
+            return
+        if actual != (self.cfg.width, self.cfg.height):
+            logger.warning(
+                "camera %s: asked for %dx%d, the camera delivers %s",
+                self.name,
+                self.cfg.width,
+                self.cfg.height,
+                "x".join(str(v) for v in actual),
+            )
 
     def _grab(self) -> np.ndarray:
         try:
