@@ -307,3 +307,27 @@ def test_foreground_fraction_is_the_share_of_person(model_mask: np.ndarray) -> N
     assert foreground_fraction(np.ones((8, 8), np.float32)) == 1.0
     assert foreground_fraction(np.zeros((8, 8), np.uint8)) == 0.0
     assert 0.3 < foreground_fraction(model_mask) < 0.8
+
+
+def test_every_portrait_setting_is_documented_with_its_default() -> None:
+    """docs/configuration.md has a row per portrait key, showing the default the code has."""
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    section = text.split("## portrait:", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        ln.split("|")[1].strip(" `"): ln.split("|")[2].strip() for ln in section.splitlines() if ln.startswith("| `")
+    }
+    for name, field in PortraitConfig.model_fields.items():
+        assert name in rows, name
+        default = field.default
+        shown = (
+            "null"
+            if default is None
+            else (
+                str(list(default))
+                if isinstance(default, tuple)
+                else f"{default:g}"
+                if isinstance(default, float)
+                else str(default)
+            )
+        )
+        assert rows[name].strip("`") == shown, (name, rows[name], shown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -66,6 +67,9 @@ def test_folder_with_a_corrupt_file_writes_the_others_and_exits_2(tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.jpg", "hopper.jpg", "rotated.jpg"]  # no temp files
     a = cv2.imread(str(out / "astronaut.jpg"))
     assert a.shape == astronaut.shape
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "astronaut.jpg").stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's 0600
     assert cv2.imread(str(out / "hopper.jpg")).shape == wide.shape
     assert cv2.imread(str(out / "rotated.jpg")).shape == (320, 240, 3)
     # it is a portrait: the face (centre top) is kept, the top-right background is changed

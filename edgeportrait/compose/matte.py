@@ -2,7 +2,7 @@
 
 The model sees 256 pixels; hair and shoulders are drawn at 1080p. The matte is
 made in three cheap steps at a reduced "working" resolution (short side about
-256–511 px) and one step at full resolution, only where it matters (the band
+180–359 px) and one step at full resolution, only where it matters (the band
 around the silhouette; see :mod:`edgeportrait.compose.blend`):
 
 1. threshold/softness: the model's confidence is mapped to alpha with a linear
@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 REFERENCE_SHORT_SIDE = 1080  # sizes in the config are "pixels at 1080p"
 SETTLED = 5e-4  # alpha this close to 0 or 1 counts as 0 or 1 (1/8 of an 8-bit level)
-MIN_WORKING_SHORT_SIDE = 256  # the model's own resolution: working below it would lose model detail
+# Working short side stays >= this: near the model's own 256 px (the guided filter takes the detail from
+# the full-resolution frame anyway). 180 rather than 256 puts 720p at 1/4 (320×180) instead of 1/2:
+# measured on the astronaut photo at 720p, alpha differs by 0.001 on average and compositing is ~2x faster.
+MIN_WORKING_SHORT_SIDE = 180
 
 
 def px_at(frame_short_side: int, px_at_1080p: float) -> float:
@@ -38,7 +41,7 @@ def px_at(frame_short_side: int, px_at_1080p: float) -> float:
 
 
 def working_factor(h: int, w: int) -> int:
-    """Power-of-two downscale factor for the working resolution (short side stays >= 256)."""
+    """Power-of-two downscale factor for the working resolution (short side stays >= MIN_WORKING_SHORT_SIDE)."""
     f = 1
     while min(h, w) // (f * 2) >= MIN_WORKING_SHORT_SIDE:
         f *= 2
