@@ -246,11 +246,17 @@ def test_bad_settings_are_rejected_with_the_setting_name(
         resolve_settings(None, override)
 
 
-def test_missing_background_picture_is_an_input_error_naming_it(photo: np.ndarray, tmp_path: Path) -> None:
-    """mode=image with a picture that is gone: one InputError with the path, not a traceback."""
+def test_missing_background_picture_is_rejected_naming_it(photo: np.ndarray, tmp_path: Path) -> None:
+    """mode=image with a picture that does not exist is a settings error; one that vanished later an InputError."""
     missing = tmp_path / "gone.jpg"
-    with pytest.raises(InputError, match="gone.jpg"):
+    with pytest.raises(ConfigError, match="portrait.image.*gone.jpg"):
         compose(photo, np.zeros((256, 256), np.float32), {"mode": "image", "image": str(missing)})
+    later = tmp_path / "later.png"
+    cv2.imwrite(str(later), photo)
+    settings = resolve_settings(None, {"mode": "image", "image": str(later)})
+    later.unlink()
+    with pytest.raises(InputError, match="later.png"):
+        compose(photo, np.zeros((256, 256), np.float32), settings)
 
 
 def test_bad_frame_or_mask_is_a_value_error(photo: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgeportrait.config.base import Section
 
@@ -70,6 +70,14 @@ class PortraitConfig(Section):
         description="Video only: temporal smoothing of the mask (weight of the previous frames) so the edge "
         "does not flicker; it fades where the person moves. 0 = off. Single captures are not smoothed.",
     )
+
+    @field_validator("image")
+    @classmethod
+    def _picture_exists(cls, v: Path | None) -> Path | None:
+        # fail at start (config check, exit 78) or at settings/set, not at the first capture
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
 
     @model_validator(mode="after")
     def _image_needs_a_picture(self) -> PortraitConfig:
