@@ -13,6 +13,7 @@ Not part of the test suite; figures depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import statistics
 import subprocess
@@ -71,19 +72,27 @@ def main() -> int:
                        timeout=60)
         rtts: list[float] = []
         stages: dict[str, list[float]] = {}
+        split: dict[str, list[float]] = {}
         sizes = set()
         for i in range(args.captures + 1):
             cid = f"b{i}"
             mark = watch.mark()
             t0 = time.perf_counter()
+            w0 = time.time()
             watch.client.publish(f"{base}/capture", json.dumps({"id": cid}), qos=1)
             m = watch.wait_for(lambda m, cid=cid: m.topic == f"{base}/result" and json.loads(m.payload)["id"] == cid,
                                timeout=60, start=mark)
             rtt = (time.perf_counter() - t0) * 1000
+            w1 = time.time()
             r = json.loads(m.payload)
+            # the result's ts is taken after encoding, before the file is written: it splits
+            # the round trip into "until the portrait is encoded" and "saving and delivering"
+            ts = dt.datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()
             if i == 0:
                 continue  # warm-up capture
             rtts.append(rtt)
+            split.setdefault("until encoded", []).append((ts - w0) * 1000)
+            split.setdefault("save + spool + deliver", []).append((w1 - ts) * 1000)
             sizes.add((r["width"], r["height"]))
             for k, v in r["timings_ms"].items():
                 stages.setdefault(k, []).append(v)
@@ -106,6 +115,8 @@ def main() -> int:
           f"frames {sorted(sizes)}, model {args.model} {args.precision} on {h['inference']['device']}")
     print(f"  median {statistics.median(rtts):.1f} ms   p95 {percentile(rtts, 95):.1f} ms   "
           f"min {min(rtts):.1f} ms   max {max(rtts):.1f} ms")
+    print("  split by the result's ts, median ms: " + ", ".join(f"{k} {statistics.median(v):.1f}"
+                                                             for k, v in split.items()))
     print("  daemon stages, median ms: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in stages.items()))
     for label, rep in (("during captures", h), ("stream only", idle)):
         p = rep["pipeline"]

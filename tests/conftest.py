@@ -67,6 +67,8 @@ def start_mosquitto(tmp: Path, extra_conf: str = "", port: int | None = None) ->
         f"listener {port} 127.0.0.1",
         "allow_anonymous true",
         "persistence false",
+        # mosquitto's default leaves Nagle on: small packets wait ~40 ms for a delayed ACK
+        "set_tcp_nodelay true",
         f"log_dest file {log}",
         "log_type error",
         "log_type warning",

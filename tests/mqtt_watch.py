@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -37,6 +38,9 @@ class Watcher:
         self._subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.connect(host, port, keepalive=30)
+        # like the daemon: no Nagle delay on small packets, so latencies measured with this
+        # client are the daemon's, not TCP's delayed-ACK timer
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()
         self.client.subscribe([(t, 1) for t in topics])
         if not self._subscribed.wait(10):

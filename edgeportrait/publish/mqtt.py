@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
 import sys
 import threading
@@ -82,6 +83,22 @@ def _describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _no_delay(client: paho.Client) -> None:
+    """Send small MQTT packets at once (TCP_NODELAY).
+
+    A PUBACK or a result JSON written right after another small packet would
+    otherwise wait for the broker's delayed ACK (Nagle's algorithm): measured
+    here as a steady ~40 ms on every capture command's round trip.
+    """
+    sock = client.socket()
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+    except (OSError, AttributeError) as e:
+        logger.debug("TCP_NODELAY not set: %s", e)
 
 
 class MqttLink:
@@ -251,6 +268,7 @@ class MqttLink:
         self.failures = 0
         self.last_error = None
         self._subscribed.clear()
+        _no_delay(client)
         self._connected.set()
         logger.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
         client.publish(self.topic("status"), STATUS_ONLINE, qos=1, retain=True)
