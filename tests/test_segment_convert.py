@@ -164,3 +164,18 @@ def test_calibration_set_is_reproducible() -> None:
     # the photos themselves come first, the rest are different crops
     assert all(np.array_equal(x, p) for x, p in zip(a[:3], photos, strict=True))
     assert len({x.shape for x in a[3:]}) > 1
+
+
+def test_kernel_equal_to_stride_avoids_convolution_backprop_data() -> None:
+    """The selfie models' 2×2/2 transposed conv becomes 1×1 conv + DepthToSpace (the CPU runs
+    ConvolutionBackpropData of that shape slowly); an overlapping kernel keeps ConvolutionBackpropData."""
+    def op_types(k: int) -> set[str]:
+        x = ops.parameter([1, 4, 4, 8], ov.Type.f32)
+        w = ops.constant(np.ones((2, k, k, 8), dtype=np.float32))
+        b = ops.constant(np.zeros((2,), dtype=np.float32))
+        out = transpose_conv_bias(x.output(0), w.output(0), b.output(0), TransposeConvParams(SAME, 2, 2))
+        return {op.get_type_name() for op in ov.Model([out], [x]).get_ordered_ops()}
+
+    fast, general = op_types(2), op_types(3)
+    assert "DepthToSpace" in fast and "ConvolutionBackpropData" not in fast
+    assert "ConvolutionBackpropData" in general

@@ -4,8 +4,9 @@ OpenVINO's TFLite front end has no translator for MediaPipe's custom op
 ``Convolution2DTransposeBias`` (a transposed convolution with a bias, weights
 OHWI). :class:`TransposeConvBiasExtension` is a front-end
 ``ConversionExtension`` that builds the same computation from OpenVINO ops
-(``Transpose`` to NCHW, ``ConvolutionBackpropData``, ``Add`` of the bias,
-``Transpose`` back to NHWC); the weights and the bias stay the tensors of the
+(``Transpose`` to NCHW, ``ConvolutionBackpropData`` — or, when the kernel equals the stride as in
+these models, the equivalent and much faster 1×1 ``Convolution`` +
+``DepthToSpace`` — ``Add`` of the bias, ``Transpose`` back to NHWC); the weights and the bias stay the tensors of the
 ``.tflite`` file, read by the front end like any other op's.
 
 The op's parameters (padding, strides) are in its custom options, which
@@ -175,14 +176,33 @@ def transpose_conv_bias(x: ov.Output, w: ov.Output, b: ov.Output, p: TransposeCo
             pads_begin[i] = total // 2
             pads_end[i] = total - total // 2
     x_nchw = ops.transpose(x, ops.constant(np.array([0, 3, 1, 2], dtype=np.int64)))
-    # OHWI -> IOHW, the [C_in, C_out, kH, kW] layout ConvolutionBackpropData expects
-    w_iohw = ops.transpose(w, ops.constant(np.array([3, 0, 1, 2], dtype=np.int64)))
-    y = ops.convolution_backprop_data(
-        x_nchw, w_iohw, strides=strides, pads_begin=pads_begin, pads_end=pads_end, dilations=[1, 1]
-    )
+    if kh == kw == p.stride_h == p.stride_w and pads_begin == pads_end == [0, 0]:
+        y = _non_overlapping_transpose_conv(x_nchw, w, kh, ws[0].get_length(), ws[3].get_length())
+    else:
+        # OHWI -> IOHW, the [C_in, C_out, kH, kW] layout ConvolutionBackpropData expects
+        w_iohw = ops.transpose(w, ops.constant(np.array([3, 0, 1, 2], dtype=np.int64)))
+        y = ops.convolution_backprop_data(
+            x_nchw, w_iohw, strides=strides, pads_begin=pads_begin, pads_end=pads_end, dilations=[1, 1]
+        ).output(0)
     y_nhwc = ops.transpose(y, ops.constant(np.array([0, 2, 3, 1], dtype=np.int64)))
     # bias [O] broadcasts over NHWC's last axis
     return ops.add(y_nhwc, b).output(0)
+
+
+def _non_overlapping_transpose_conv(x_nchw: ov.Output, w_ohwi: ov.Output, k: int, c_out: int, c_in: int) -> ov.Output:
+    """Transposed conv whose kernel equals its stride (the selfie models' 2×2/2): every output
+    pixel gets exactly one input pixel's contribution, so it is a 1×1 convolution to
+    c_out·k·k channels followed by DepthToSpace.
+
+    OpenVINO's CPU plugin is slow on ConvolutionBackpropData of this shape: 0.53 ms
+    (0.94 ms once NNCF quantized it) against 0.33 ms for the 1×1 convolution +
+    DepthToSpace, at 128×128×16 -> 256×256, one thread, per-layer counters.
+    OHWI flattened is (o·k + i)·k + j over input channels c, exactly DEPTH_FIRST's
+    channel order for output (o, i, j).
+    """
+    w_1x1 = ops.reshape(w_ohwi, ops.constant(np.array([c_out * k * k, c_in, 1, 1], dtype=np.int64)), False)
+    y = ops.convolution(x_nchw, w_1x1, strides=[1, 1], pads_begin=[0, 0], pads_end=[0, 0], dilations=[1, 1])
+    return ops.depth_to_space(y, "depth_first", k).output(0)
 
 
 def convert_tflite(path: str | Path) -> ov.Model:
