@@ -149,15 +149,13 @@ def main(args: argparse.Namespace) -> int:
     }
     compositor = Compositor(cfg.portrait, temporal=False)
     for label, w, h in sizes:
-        if photo is not None:
-            frame = cover(photo, h, w)
-            known_mask = None
-        else:
-            frame, known_mask = generated_frame(w, h)
-        if segmenter is not None and (photo is not None or known_mask is None):
+        generated, known_mask = generated_frame(w, h)
+        frame = cover(photo, h, w) if photo is not None else generated
+        if segmenter is not None and photo is not None:
             mask = segmenter.infer(frame)
         else:
             # the generated figure's exact silhouette at model resolution, as the model would give it
+            # (also the stand-in for a photo when no model could be loaded)
             mask = cv2.resize(known_mask, (256, 256), interpolation=cv2.INTER_AREA)
         jpeg = encode_jpeg(frame, quality)
         settings = cfg.portrait

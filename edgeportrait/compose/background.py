@@ -32,9 +32,10 @@ from edgeportrait.imageio import read_image
 logger = logging.getLogger(__name__)
 
 SIGMA_AT_100 = 1 / 36  # of the short side: 30 px at 1080p
-# sigma at the reduced resolution stays above this: measured on a 1080p photo, sigma 15 px blurred at
-# 1/8 resolution (1.9 px) differs from the full-resolution blur by 0.3 grey levels on average (PSNR 53 dB)
-MIN_LOW_SIGMA = 1.8
+# sigma at the reduced resolution stays at or above this: measured on a 1080p photo, sigma 15 px
+# blurred at 1/8 resolution (1.9 px) differs from the full-resolution blur by 0.3 grey levels on
+# average (PSNR 53 dB); at 0.94 px (sigma 7.5 at 1/8) it would be 48.7 dB with errors up to 10 levels.
+MIN_LOW_SIGMA = 1.5
 MAX_BLUR_FACTOR = 16
 # Background weight excludes a margin around the mask (the model's edge can be a few px off)
 EXCLUDE_MARGIN_FRAC = 0.01
@@ -49,7 +50,7 @@ def blur_sigma(blur: float, h: int, w: int) -> float:
 
 
 def blur_factor(sigma: float) -> int:
-    """Power-of-two downscale for blurring with this sigma (sigma stays >= 2 px at the low resolution)."""
+    """Power-of-two downscale for blurring with this sigma (sigma stays >= MIN_LOW_SIGMA at the low resolution)."""
     f = 1
     while sigma / (f * 2) >= MIN_LOW_SIGMA and f * 2 <= MAX_BLUR_FACTOR:
         f *= 2
