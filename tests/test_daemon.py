@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from conftest import Broker
 from mqtt_watch import Msg, Watcher
 
 DATA = Path(__file__).parent / "data"
-MODEL_PRECISION = os.environ.get("EP_TEST_PRECISION", "int8")
+MODEL_PRECISION = "int8"
 
 
 @dataclass
