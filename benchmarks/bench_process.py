@@ -7,13 +7,18 @@ crop, so no two are the same), then runs the real command line on it for each
 ``--jobs`` value, ``--repeats`` times, interleaved. Reported: the rate the
 command itself logs (photos written / time from the first photo started to the
 last written, i.e. without interpreter start and model load), median over the
-repeats, and the wall time of the whole command.
+repeats, and the wall time of the whole command. On a shared machine the
+wall-clock rate follows the other load; so it also reports the CPU time one
+photo costs (children's user+sys of an N-photo run minus a 1-photo run, over
+N−1), and what that allows on this many idle cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,27 +60,41 @@ def main() -> None:
         src = Path(tmp) / "in"
         src.mkdir()
         make_photos(src, a.photos)
+        one = Path(tmp) / "one"
+        one.mkdir()
+        (one / "photo000.jpg").write_bytes((src / "photo000.jpg").read_bytes())
         rates: dict[int, list[float]] = {j: [] for j in jobs}
         walls: dict[int, list[float]] = {j: [] for j in jobs}
+        cpus: dict[int, list[float]] = {j: [] for j in jobs}
         for r in range(a.repeats):
             for j in jobs:
-                out = Path(tmp) / f"out-{j}-{r}"
-                cmd = [sys.executable, "-m", "edgeportrait", "process", str(src), "-o", str(out), "--jobs", str(j)]
-                cmd += ["--no-progress"] + (["-c", a.config] if a.config else [])
-                t0 = time.perf_counter()
-                p = subprocess.run(cmd, capture_output=True, text=True)
-                walls[j].append(time.perf_counter() - t0)
-                if p.returncode != 0:
-                    sys.exit(f"process failed ({p.returncode}): {p.stderr.strip()}")
+                cpu = {}
+                for folder in (one, src):
+                    out = Path(tmp) / f"out-{folder.name}-{j}-{r}"
+                    cmd = [sys.executable, "-m", "edgeportrait", "process", str(folder), "-o", str(out)]
+                    cmd += ["--jobs", str(j), "--no-progress"] + (["-c", a.config] if a.config else [])
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    t0 = time.perf_counter()
+                    p = subprocess.run(cmd, capture_output=True, text=True)
+                    wall = time.perf_counter() - t0
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[folder] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                    if p.returncode != 0:
+                        sys.exit(f"process failed ({p.returncode}): {p.stderr.strip()}")
                 m = RATE.search(p.stderr)
                 assert m, p.stderr
                 rates[j].append(float(m.group(1)))
+                walls[j].append(wall)
+                cpus[j].append((cpu[src] - cpu[one]) / max(1, a.photos - 1))
+        cores = os.cpu_count() or 1
         print(f"{a.photos} photos 1920x1080 JPEG, {a.repeats} repeats, median")
         for j in jobs:
+            cpu_ms = statistics.median(cpus[j]) * 1000
             print(
                 f"  --jobs {j}: {statistics.median(rates[j]):.1f} photos/s (runs: "
                 + ", ".join(f"{x:.1f}" for x in rates[j])
-                + f"); whole command {statistics.median(walls[j]):.2f} s"
+                + f"); whole command {statistics.median(walls[j]):.2f} s; "
+                + f"CPU {cpu_ms:.1f} ms/photo = at most {cores * 1000 / cpu_ms:.1f} photos/s on {cores} idle cores"
             )
 
 
