@@ -80,7 +80,8 @@ CALIBRATION_SIZE = 300
 VALIDATION_SIZE = 60
 METHOD = (
     "Preset MIXED (asymmetric activations). Kept in floating point: the last convolution with its "
-    "DepthToSpace (the model's logits) and the depthwise convolutions (which the CPU runs in f32 anyway). Then "
+    "DepthToSpace (the model's logits), the depthwise convolutions (which the CPU runs in f32 anyway) "
+    "and ReduceMean (slow in INT8 on the CPU). Then "
     "`nncf.quantize_with_accuracy_control` against the FP32 model: the metric is pooled IoU@0.5 "
     "of the INT8 masks against the FP32 masks on held-out augmentations; layers are reverted to FP32 "
     "while INT8 loses more than the allowed drop."
@@ -108,6 +109,7 @@ process CPU time per inference on one thread, less disturbed by other load):
 
 Landscape, same steps: MIXED + ignored scope 0.9891 / 0.9818 (CPU-time ratio 0.95);
 with accuracy control at 0.02 (1 op reverted, its first convolution) 0.9919 / 0.9854, ratio 1.05.
+Ignoring ReduceMean as well (landscape only has it): 0.9887 / 0.9843, CPU-time ratio 0.90 vs 0.93.
 The allowed drop is therefore 0.04 (pooled IoU against FP32 on the held-out augmentations),
 which these models meet without reverting; accuracy control stays in the build as the guard.
 
@@ -277,7 +279,13 @@ def sensitive_scope(model: Any) -> Any:
     * the depthwise (group) convolutions: the CPU runs them in f32 even when
       quantized (brgconv_dw_f32 in the execution graph), so quantizing them only
       adds requantization error and reorders — leaving them out took mean/worst
-      from 0.971/0.895 to 0.984/0.960 and INT8 from as slow as FP32 to faster.
+      from 0.971/0.895 to 0.984/0.960 and INT8 from as slow as FP32 to faster;
+    * ReduceMean (the landscape model's squeeze-excitation pooling; the general model
+      uses AvgPool): the CPU's INT8 ReduceMean took 0.28 ms per inference against
+      0.04 ms in f32 (per-layer counters, one thread); leaving it in f32 changed the
+      landscape INT8 golden IoU from 0.9891/0.9818 to 0.9887/0.9843 (mean/worst).
+      AvgPool stays quantized: leaving it out cost the general model 0.03 worst IoU
+      for no speed.
     """
     import nncf
 
@@ -285,7 +293,7 @@ def sensitive_scope(model: Any) -> Any:
     for op in model.get_ordered_ops():
         if op.get_type_name() == "DepthToSpace":
             names.append(op.input_value(0).get_node().get_friendly_name())
-    return nncf.IgnoredScope(names=names, types=["DepthToSpace", "GroupConvolution"], validate=False)
+    return nncf.IgnoredScope(names=names, types=["DepthToSpace", "GroupConvolution", "ReduceMean"], validate=False)
 
 
 def quantize(model: Any, hw: tuple[int, int], progress: Progress) -> tuple[Any, dict[str, Any]]:
@@ -398,6 +406,8 @@ def main(args: argparse.Namespace) -> int:
     _require_build_extra()
     out = Path(args.out)
     wheel = Path(args.wheel) if args.wheel else None
+    if wheel is not None and not wheel.is_file():
+        raise UserError(f"{wheel}: no such file")
     progress = Progress(total=2 + 2 * len(SOURCES), enabled=not args.no_progress)
     if args.no_progress:
         # NNCF draws its own progress bars; keep the output plain when asked
