@@ -356,3 +356,37 @@ def test_one_reader_stuck_for_too_long_also_counts_as_wedged(world: World, runni
     world.release.set()  # the driver call finally returns
     world.mode = "ok"
     eventually(lambda: cam.supervisor_alive() and cam.state == "ok", "recovered once the reader returned")
+
+
+def test_reconnecting_many_times_leaks_neither_threads_nor_file_descriptors(
+    tmp_path: Path, running: list[Camera]
+) -> None:
+    """An appliance reconnects for months: 15 real FFmpeg stream reopens must leave nothing behind."""
+    import functools
+    import http.server
+    import os
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (80, 64))
+    for v in (50, 100):
+        writer.write(np.full((64, 80, 3), v, np.uint8))
+    writer.release()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+    try:
+        fds_before = len(os.listdir("/proc/self/fd"))
+        cam = Camera(cfg(source=url, stall_timeout_s=0.5, open_timeout_s=5), backoff_initial_s=0.01)
+        cam.start()
+        eventually(lambda: cam.stats()["reconnects"] >= 15, "15 reconnects", limit=60)
+        cam.stop()
+        eventually(
+            lambda: not [t for t in threading.enumerate() if t.name.startswith("camera-")], "camera threads ended"
+        )
+        # the HTTP server's handler threads may still be closing their sockets
+        eventually(lambda: len(os.listdir("/proc/self/fd")) <= fds_before + 2, "descriptors released")
+    finally:
+        server.shutdown()
+        server.server_close()
