@@ -201,3 +201,15 @@ def test_corrupt_model_is_a_clear_fatal_error(tmp_path: Path) -> None:
 def test_models_dir_prefers_the_configured_one(tmp_path: Path) -> None:
     assert models_dir(tmp_path) == tmp_path
     assert (models_dir() / "selfie_general_fp32.xml").is_file()
+
+
+def test_latencies_are_recorded_for_sync_and_async_inference() -> None:
+    """Health reports inference ms p50/p95 from latencies_ms; both paths feed it."""
+    seg = segmenter()
+    seg.latencies_ms.clear()
+    frame = golden.load_case("camera")
+    seg.infer(frame)
+    seg.submit(frame, None, lambda mask, userdata, error: None)
+    seg.wait_all()
+    assert len(seg.latencies_ms) == 2
+    assert all(0.0 < ms < 60_000.0 for ms in seg.latencies_ms)

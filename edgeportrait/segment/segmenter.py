@@ -25,7 +25,6 @@ import collections
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,7 +132,8 @@ class Segmenter:
 
     Attributes: ``device`` (where it actually runs, e.g. ``CPU``; for AUTO the
     device AUTO chose), ``name``, ``precision``, ``input_size`` (H, W) of the
-    model, ``path`` of the IR, ``latencies_ms`` (recent inference times).
+    model, ``path`` of the IR, ``latencies_ms`` (the last 512 inference times in ms, as
+    OpenVINO measures them per request: inference only, no pre/postprocessing).
 
     Synchronous use (thread-safe): :meth:`infer` gives the model-sized mask,
     :meth:`segment` the frame-sized one.
@@ -249,9 +249,8 @@ class Segmenter:
         """Float32 mask in [0, 1] at the model's resolution (``input_size``), 1 = person."""
         x = to_model_input(frame_bgr, self.input_size)
         with self._lock:
-            t0 = time.perf_counter()
             self._request.infer({0: x}, share_inputs=True)
-            self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+            self.latencies_ms.append(float(self._request.latency))
             out = self._request.get_output_tensor(0).data
             return np.array(out[0, :, :, 0], dtype=np.float32, copy=True)
 
@@ -274,12 +273,13 @@ class Segmenter:
             self._call(callback, None, userdata, e)
             return
         # the request copies the input (share_inputs=False), so the caller may reuse its frame
-        self._queue.start_async({0: x}, (callback, userdata, time.perf_counter()))
+        self._queue.start_async({0: x}, (callback, userdata))
 
-    def _on_done(self, request: ov.InferRequest, job: tuple[MaskCallback, Any, float]) -> None:
-        callback, userdata, t0 = job
+    def _on_done(self, request: ov.InferRequest, job: tuple[MaskCallback, Any]) -> None:
+        callback, userdata = job
         try:
-            self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+            # the request's own latency: inference only, not the wait for a free request
+            self.latencies_ms.append(float(request.latency))
             mask = np.array(request.get_output_tensor(0).data[0, :, :, 0], dtype=np.float32, copy=True)
         except Exception as e:
             self._call(callback, None, userdata, e)
