@@ -116,8 +116,10 @@ class Camera:
         self._factory = source_factory
         self._backoff_initial = backoff_initial_s
         self.stall_timeout_s = max(cfg.stall_timeout_s, 3.0 / cfg.fps)
-        # detection latency is the stall timeout plus at most one tick
         self._tick = min(0.25, self.stall_timeout_s / 5)
+        # checked once per tick, so a gap is acted on one tick early: a stall is then reported
+        # within stall_timeout_s of the last frame, never later
+        self._stall_after = self.stall_timeout_s - self._tick
         self._fps_window_s = max(2.0, 4.0 / cfg.fps)
 
         self._lock = threading.Lock()
@@ -352,14 +354,12 @@ class Camera:
                 self._abandon(reader, f"opening took longer than {self.cfg.open_timeout_s:g}s", "offline", now)
             elif reader.opened_at is not None:
                 last = reader.last_frame or reader.opened_at
-                if now - last > self.stall_timeout_s:
+                if now - last > self._stall_after:
                     self._abandon(reader, f"no frame for {now - last:.1f}s", "stalled", now)
         # a stall is noticed from the camera-wide last frame, so a reader that failed and is
         # being replaced still shows "stalled" once the gap exceeds the timeout
         with self._lock:
-            if self._state == "ok" and (
-                self._last_frame_ts is None or now - self._last_frame_ts > self.stall_timeout_s
-            ):
+            if self._state == "ok" and (self._last_frame_ts is None or now - self._last_frame_ts > self._stall_after):
                 self._state = "stalled"
                 self._last_error = self._last_error_or(f"no frame for {self.stall_timeout_s:g}s")
                 logger.warning("camera %s: stalled (%s)", self.source_name, self._last_error)
