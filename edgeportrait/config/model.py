@@ -24,6 +24,8 @@ class ModelConfig(Section):
     )
     dir: Path | None = Field(None, description="Directory with the IR files (default: the shipped models).")
     cache_dir: Path | None = Field(
-        None, description="OpenVINO compiled-model cache (default: $CACHE_DIRECTORY or ~/.cache/edgeportrait)."
+        None,
+        description="OpenVINO compiled-model cache (default: $CACHE_DIRECTORY/ov under systemd, "
+        "else ~/.cache/edgeportrait/ov).",
     )
     infer_requests: int = Field(2, ge=1, le=8, description="Inference requests in flight at once.")
