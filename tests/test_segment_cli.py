@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from segment_helpers import MODELS, golden, iou
 
+# compiled-model cache of the CLI runs: not the user's ~/.cache
+CACHE = Path(tempfile.gettempdir()) / "edgeportrait-test-ovcache"
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CACHE_DIRECTORY": str(CACHE)}
     return subprocess.run(
-        [sys.executable, "-m", "edgeportrait", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "edgeportrait", *args], capture_output=True, text=True, timeout=300, env=env
     )
 
 

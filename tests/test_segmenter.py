@@ -175,7 +175,11 @@ def test_no_usable_device_is_a_fatal_error(tmp_path: Path) -> None:
 
 def test_auto_reports_the_device_it_chose(tmp_path: Path) -> None:
     seg = Segmenter(ModelConfig(device="AUTO", precision="fp32", cache_dir=tmp_path))
-    assert seg.device in ov.Core().available_devices
+    available = ov.Core().available_devices
+    # AUTO may report more than one device while it hands over from CPU to an accelerator
+    assert seg.device != "AUTO"
+    assert all(any(d == a or a.startswith(d + ".") or d.startswith(a) for a in available)
+               for d in seg.device.split(","))
 
 
 def test_compiled_model_cache_is_written(tmp_path: Path) -> None:
