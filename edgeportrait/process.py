@@ -123,7 +123,10 @@ def main(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a directory")
-    inputs = list(iter_image_files(args.inputs))
+    try:
+        inputs = list(iter_image_files(args.inputs))
+    except OSError as e:  # a folder that cannot be listed
+        raise UserError(f"{e.filename}: cannot list folder: {e.strerror or e}") from None
     if not inputs:
         raise UserError("no input images (the folders given contain no image files)")
     try:
