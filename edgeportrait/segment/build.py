@@ -386,7 +386,7 @@ def build(out: Path, wheel: Path | None, progress: Progress) -> dict[str, Any]:
         progress.stage(f"converting {src.member} -> selfie_{src.name}_fp32.xml")
         model = convert_tflite(sources[src.name])
         _save(model, out / f"selfie_{src.name}_fp32.xml")
-        progress.stage(f"quantizing {src.name} to INT8 (NNCF with accuracy control; minutes)")
+        progress.stage(f"quantizing {src.name} to INT8 (NNCF with accuracy control)")
         q, calib_info[src.name] = quantize(model, src.input_hw, progress)
         _save(q, out / f"selfie_{src.name}_int8.xml")
     progress.stage("measuring agreement with the reference masks and speed")
