@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import subprocess
@@ -119,3 +120,46 @@ def test_an_input_is_never_overwritten(tmp_path: Path, config: Path) -> None:
     r = _run("process", src, "-o", tmp_path, "-c", config)
     assert r.returncode == 2 and "overwrite" in r.stderr
     assert src.read_bytes() == before
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_progress_is_a_live_line_on_a_terminal_and_periodic_lines_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TTY: one line rewritten in place, errors on lines of their own; pipe: plain lines; --no-progress: none."""
+    from edgeportrait import process
+
+    tty = _Stream(tty=True)
+    p = process.Progress(3, tty, enabled=True)
+    p.step()
+    p.message("edgeportrait: x.jpg: not a readable image")
+    p.step(failed=True)
+    p.step()
+    p.finish()
+    text = tty.getvalue()
+    assert "\r\x1b[K[3/3] 100%" in text and "1 failed" in text and text.endswith("\n")
+    assert "\r\x1b[Kedgeportrait: x.jpg: not a readable image\n" in text
+
+    monkeypatch.setattr(process, "PLAIN_PROGRESS_EVERY_S", 0.0)
+    pipe = _Stream(tty=False)
+    p = process.Progress(3, pipe, enabled=True)
+    p.step()
+    p.step()
+    p.step()  # the last one is left to the summary line
+    lines = pipe.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("edgeportrait: [1/3] 33% ") and lines[1].startswith("edgeportrait: [2/3] 66% ")
+    assert "\r" not in pipe.getvalue() and "\x1b" not in pipe.getvalue()
+
+    quiet = _Stream(tty=True)
+    p = process.Progress(2, quiet, enabled=False)
+    p.step()
+    p.step()
+    p.finish()
+    assert quiet.getvalue() == ""
