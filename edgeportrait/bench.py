@@ -27,6 +27,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import cv2
@@ -92,6 +93,14 @@ def generated_frame(width: int, height: int, seed: int = 7) -> tuple[np.ndarray,
     frame[person] = np.stack([70 + stripes, 90 + stripes, 200 + stripes * 0.5], axis=-1)[person]
     out = np.clip(frame + rng.normal(0, 4, frame.shape), 0, 255).astype(np.uint8)
     return out, mask
+
+
+def _chain(jpeg: bytes, segmenter: Any, compositor: Any, quality: int) -> bytes:
+    """The whole way of one photo: JPEG in, portrait JPEG out."""
+    from edgeportrait.imageio import decode_image, encode_jpeg
+
+    frame = decode_image(jpeg)
+    return encode_jpeg(compositor.compose(frame, segmenter.infer(frame)), quality)
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -160,21 +169,16 @@ def main(args: argparse.Namespace) -> int:
         jpeg = encode_jpeg(frame, quality)
         settings = cfg.portrait
 
-        stages: dict[str, Callable[[], Any]] = {
-            "decode": lambda jpeg=jpeg: decode_image(jpeg),
-            "compose": lambda frame=frame, mask=mask: compositor.compose(frame, mask),
-            "naive_compose": lambda frame=frame, mask=mask, s=settings: naive_compose(frame, mask, s),
-        }
         composed = compositor.compose(frame, mask)
-        stages["encode"] = lambda composed=composed: encode_jpeg(composed, quality)
+        stages: dict[str, Callable[[], Any]] = {
+            "decode": partial(decode_image, jpeg),
+            "compose": partial(compositor.compose, frame, mask),
+            "encode": partial(encode_jpeg, composed, quality),
+            "naive_compose": partial(naive_compose, frame, mask, settings),
+        }
         if segmenter is not None:
-
-            def chain(jpeg: bytes = jpeg, seg: Any = segmenter) -> bytes:
-                f = decode_image(jpeg)
-                return encode_jpeg(compositor.compose(f, seg.infer(f)), quality)
-
-            stages["segment"] = lambda frame=frame, seg=segmenter: seg.infer(frame)
-            stages["chain"] = chain
+            stages["segment"] = partial(segmenter.infer, frame)
+            stages["chain"] = partial(_chain, jpeg, segmenter, compositor, quality)
         times: dict[str, list[float]] = {name: [] for name in stages}
         for fn in stages.values():
             for _ in range(WARMUP):

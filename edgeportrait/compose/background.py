@@ -114,7 +114,7 @@ def masked_blur(
     # all, any neutral value will do (it is fully covered)
     fill = [255.0 * v / sums[3] for v in sums[:3]] if sums[3] > 255.0 else list(cv2.mean(small)[:3])
     blurred = cv2.GaussianBlur(acc, (0, 0), low_sigma(sigma, f), borderType=cv2.BORDER_REFLECT)
-    blurred = cv2.add(blurred, tuple(FILL_WEIGHT * v for v in (*fill, 255.0)))
+    blurred = cv2.add(blurred, tuple(FILL_WEIGHT * v for v in (*fill, 255.0)))  # type: ignore[call-overload]  # a Scalar; the stubs miss it
     den = cv2.extractChannel(blurred, 3)
     rgb = cv2.divide(cv2.cvtColor(blurred, cv2.COLOR_BGRA2BGR), cv2.merge([den, den, den]), scale=255.0)
     out_small = cv2.convertScaleAbs(rgb)  # rounds and saturates to uint8 (values are >= 0)

@@ -45,7 +45,7 @@ def plan(low: LowMatte) -> tuple[int, list[Block], list[Block]]:
     mixed = band.reshape(n, rows, lw).any(axis=1) | (interior_any.reshape(n, rows, lw).any(axis=1) & ~all_in)
     # closing along each strip joins band runs less than `gap` cells apart into one block
     kernel = np.ones((1, 2 * (gap // 2) + 1), np.uint8)  # odd: centred, so runs neither move nor grow
-    mixed_u8 = cv2.morphologyEx(mixed.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
+    mixed_u8 = cv2.morphologyEx(np.asarray(mixed, dtype=np.uint8), cv2.MORPH_CLOSE, kernel)
     closed = mixed_u8.astype(bool)
     blend = _runs(closed)
     copy = _runs(all_in & ~closed)
