@@ -337,3 +337,13 @@ def test_every_portrait_setting_is_documented_with_its_default() -> None:
             )
         )
         assert rows[name].strip("`") == shown, (name, rows[name], shown)
+
+
+def test_landscape_model_mask_is_upsampled_to_the_frame(photo: np.ndarray) -> None:
+    """A 144×256 mask (the landscape model's) maps onto a 16:9 frame: its left half person, right half not."""
+    frame = cv2.resize(photo, (1280, 720))
+    mask = np.zeros((144, 256), np.uint8)
+    mask[:, :128] = 255
+    out = compose(frame, mask, {"mode": "color", "color": [0, 0, 0]})
+    assert np.array_equal(out[:, :560], frame[:, :560])  # well inside the person half
+    assert out[:, 720:].max() == 0  # well inside the background half: the colour exactly
