@@ -80,7 +80,6 @@ class CaptureService:
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
-        self._busy = threading.Event()  # a capture is in progress
         self._worker = threading.Thread(target=self._run, name="capture", daemon=True)
         self._timer = threading.Thread(target=self._interval_loop, name="capture-interval", daemon=True)
         self.made = 0
@@ -133,7 +132,6 @@ class CaptureService:
             req = self._queue.get()
             if req is None:
                 return
-            self._busy.set()
             try:
                 self._take(req)
             except CommandError as e:
@@ -144,8 +142,6 @@ class CaptureService:
                 self.failed += 1
                 logger.exception("capture %s failed", req.id)
                 self._on_error(req.id, "capture_failed", f"{type(e).__name__}: {e}")
-            finally:
-                self._busy.clear()
             if self._stop.is_set() and self._queue.empty():
                 return
 

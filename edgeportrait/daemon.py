@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import faulthandler
 import json
 import logging
 import signal
@@ -367,6 +368,9 @@ def main(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(cfg.log_level)
     daemon = Daemon(cfg)
+    # `kill -USR1 <pid>` writes every thread's stack to the log: the one way to see
+    # where a wedged appliance is stuck without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # SIGTERM (systemd) and SIGINT (Ctrl-C) both mean: finish and stop cleanly
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())

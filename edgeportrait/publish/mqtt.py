@@ -147,7 +147,7 @@ class MqttLink:
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_connect_fail = self._handle_connect_fail
         self.client.on_message = self._handle_message
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_subscribe = self._handle_subscribe
 
     def _setup_tls(self) -> None:
         tls = self.cfg.tls
@@ -271,8 +271,13 @@ class MqttLink:
         _no_delay(client)
         self._connected.set()
         logger.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.publish(self.topic("status"), STATUS_ONLINE, qos=1, retain=True)
         client.subscribe([(t, 1) for t, _ in self.subscriptions()])
+
+    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        # `online` only once the broker confirmed the subscriptions: a client that
+        # sends a capture as soon as it sees `online` must not have it fall on deaf ears
+        self._subscribed.set()
+        client.publish(self.topic("status"), STATUS_ONLINE, qos=1, retain=True)
         if self._on_connected is not None:
             try:
                 self._on_connected()
