@@ -137,18 +137,3 @@ def test_password_read_from_credentials_directory(tmp_path: Path, monkeypatch: p
     with pytest.raises(FatalError, match="password_file"):
         read_password(missing)
 
-
-def test_a_command_sent_on_seeing_online_is_received(mosquitto: Broker) -> None:
-    """`online` is published only after the subscriptions are confirmed, so a command sent at once is heard."""
-    for i in range(5):
-        device = f"link-ready-{i}"
-        w = Watcher(mosquitto.host, mosquitto.port, [f"edgeportrait/{device}/status"])
-        link, commands, _ = _link(mosquitto.port, device)
-        link.start()
-        try:
-            w.wait_for(lambda m: m.payload == b"online")
-            w.publish(f"edgeportrait/{device}/capture", b'{"id": "now"}')
-            assert commands.get(timeout=10).payload == b'{"id": "now"}'
-        finally:
-            link.stop()
-            w.close()
