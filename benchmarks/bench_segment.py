@@ -98,7 +98,7 @@ def preprocessing_variants(runs: int, precision: str = "fp32") -> dict[str, dict
 def main() -> int:
     ap = argparse.ArgumentParser(description="FP32 vs INT8: IoU against the reference masks and inference time")
     ap.add_argument("--models-dir", type=Path, help="IR files to measure (default: the shipped models)")
-    ap.add_argument("--runs", type=int, default=300, help="timed runs per model and precision (default 300)")
+    ap.add_argument("--runs", type=int, default=1000, help="timed runs per model and precision (default 1000)")
     ap.add_argument("--model", action="append", choices=NAMES, help="only this model (repeatable)")
     ap.add_argument("--json", action="store_true", help="all figures as JSON")
     ap.add_argument("--preprocessing", action="store_true", help="compare where preprocessing runs instead")

@@ -390,12 +390,14 @@ def build(out: Path, wheel: Path | None, progress: Progress) -> dict[str, Any]:
         q, calib_info[src.name] = quantize(model, src.input_hw, progress)
         _save(q, out / f"selfie_{src.name}_int8.xml")
     progress.stage("measuring agreement with the reference masks and speed")
-    figures = measure(out, runs=300)
+    figures = measure(out, runs=1000)
     figures["wheel"] = {"name": wheel_name, "sha256": wheel_sha}
     figures["calibration"] = {
         "size": CALIBRATION_SIZE,
         "seed": CALIBRATION_SEED,
         "method": METHOD,
+        "max_drop": MAX_IOU_DROP,
+        "validation_size": VALIDATION_SIZE,
         "per_model": calib_info,
     }
     write_readme(out, figures, notes=TRIED)

@@ -74,7 +74,7 @@ def agreement(seg: Any, name: str, golden: ModuleType) -> dict[str, Any]:
     }
 
 
-def timing(segs: dict[str, Any], frame: np.ndarray, runs: int, block: int = 10) -> dict[str, float]:
+def timing(segs: dict[str, Any], frame: np.ndarray, runs: int, block: int = 5) -> dict[str, float]:
     """Median ``infer`` time (ms) of each segmenter; they alternate in blocks so that
     load from other processes falls on all of them alike."""
     times: dict[str, list[float]] = {k: [] for k in segs}
@@ -90,7 +90,7 @@ def timing(segs: dict[str, Any], frame: np.ndarray, runs: int, block: int = 10) 
     return {k: round(float(np.median(v)), 3) for k, v in times.items()}
 
 
-def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int = 10) -> dict[str, float]:
+def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int = 5) -> dict[str, float]:
     """Median process CPU time (ms) per inference on ONE inference thread, models alternating
     in blocks. On a machine shared with other work, wall time measures the neighbours as
     much as the model; CPU time of one thread is much steadier (cache effects remain)."""
@@ -119,7 +119,7 @@ def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int =
     return {k: round(float(np.median(v)), 3) for k, v in times.items()}
 
 
-def measure(models_dir: Path | None, runs: int = 300, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
+def measure(models_dir: Path | None, runs: int = 1000, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
     """Agreement and speed of every model in ``models_dir`` (CPU, f32 execution, as the daemon runs)."""
     from edgeportrait.config import ModelConfig
     from edgeportrait.segment.segmenter import Segmenter
@@ -189,6 +189,8 @@ def write_readme(out: Path, fig: dict[str, Any], notes: str = "") -> None:
     ratios = ", ".join(f"{n} {fig[n]['int8_vs_fp32_time']:.3f}" for n in NAMES if n in fig)
     cpu_ratios = ", ".join(f"{n} {fig[n].get('int8_vs_fp32_cpu_time', float('nan')):.3f}" for n in NAMES if n in fig)
     wheel = fig.get("wheel", {})
+    per_model = fig.get("calibration", {}).get("per_model", {})
+    val_ious = ", ".join(f"{n} {v['validation_iou_vs_fp32']:.4f}" for n, v in per_model.items()) or "?"
     text = f"""# models/
 
 OpenVINO IR of **MediaPipe Selfie Segmentation**, made by `edgeportrait model build`.
@@ -229,14 +231,17 @@ INT8: NNCF post-training quantization, calibrated on {fig.get('calibration', {})
 reproducibly (fixed seed) from the public photos of people in `tests/data`
 by augmentation (crops of other aspect ratios, flips, brightness/contrast,
 gamma, blur). {fig.get('calibration', {}).get('method', '')}
+Allowed drop: {fig.get('calibration', {}).get('max_drop', '?')} pooled IoU; this build's INT8 against FP32 on the
+{fig.get('calibration', {}).get('validation_size', '?')} held-out augmentations: {val_ious}.
 
 ## License and attribution
 
-The models are MediaPipe Selfie Segmentation by Google LLC, licensed under the
-Apache License 2.0 (`source/LICENSE`, the license file of the mediapipe wheel;
-the model card is at https://mediapipe.page.link/selfiesegmentation-mc). The IR
-files here are a format conversion and quantization of those models, made by
-edgeportrait; they are distributed under the same license.
+The models are MediaPipe Selfie Segmentation, Copyright The MediaPipe Authors
+(Google), licensed under the Apache License 2.0: `source/LICENSE` is the license
+file of the mediapipe wheel they come from. The IR files here are a format
+conversion (FP32) and a post-training quantization (INT8) of those models, made
+by edgeportrait's build; they are distributed under the same license. The model
+card is linked from MediaPipe's selfie-segmentation documentation.
 
 ## Rebuild
 
