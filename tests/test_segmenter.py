@@ -202,6 +202,15 @@ def test_corrupt_model_is_a_clear_fatal_error(tmp_path: Path) -> None:
         Segmenter(ModelConfig(dir=tmp_path, precision="fp32", cache_dir=tmp_path / "c"))
 
 
+def test_truncated_weights_are_a_clear_fatal_error(tmp_path: Path) -> None:
+    """A .bin cut short (an interrupted copy) names the problem, not OpenVINO's source file."""
+    shutil.copy(MODELS / "selfie_general_fp32.xml", tmp_path / "selfie_general_fp32.xml")
+    (tmp_path / "selfie_general_fp32.bin").write_bytes((MODELS / "selfie_general_fp32.bin").read_bytes()[:1000])
+    with pytest.raises(FatalError, match="cannot load the model") as exc:
+        Segmenter(ModelConfig(dir=tmp_path, precision="fp32", cache_dir=tmp_path / "c"))
+    assert "Exception from" not in str(exc.value) and "weights" in str(exc.value)
+
+
 def test_models_dir_prefers_the_configured_one(tmp_path: Path) -> None:
     assert models_dir(tmp_path) == tmp_path
     assert (models_dir() / "selfie_general_fp32.xml").is_file()

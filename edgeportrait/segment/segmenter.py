@@ -75,6 +75,15 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "edgeportrait" / "ov"
 
 
+def ov_reason(err: BaseException, limit: int = 200) -> str:
+    """The line of an OpenVINO exception that says what went wrong: its messages start with
+    'Exception from <source file>' and 'Check ... failed at ...' lines that do not."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
+    text = (useful or lines or [type(err).__name__])[-1]
+    return text[:limit]
+
+
 def _check_frame(frame: np.ndarray) -> np.ndarray:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
         raise ValueError("frame must be a uint8 numpy array (BGR)")
@@ -195,8 +204,7 @@ class Segmenter:
         try:
             return self.core.read_model(str(xml), str(bin_path))
         except RuntimeError as e:
-            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise FatalError(f"{xml}: cannot load the model (corrupt or not an OpenVINO IR): {first[:200]}") from None
+            raise FatalError(f"{xml}: cannot load the model (corrupt or not an OpenVINO IR): {ov_reason(e)}") from None
 
     def _prepare_cache(self, configured: Path | None) -> Path | None:
         cache = Path(configured) if configured is not None else default_cache_dir()
@@ -237,9 +245,9 @@ class Segmenter:
             try:
                 compiled = self.core.compile_model(model, dev, self._device_config(dev))
             except RuntimeError as e:
-                first = next((ln for ln in str(e).splitlines() if ln.strip()), "error")
-                failures.append(f"{dev}: {first[:160]}")
-                logger.warning("compiling for %s failed: %s; trying the next device", dev, first[:160])
+                reason = ov_reason(e, 160)
+                failures.append(f"{dev}: {reason}")
+                logger.warning("compiling for %s failed: %s; trying the next device", dev, reason)
                 continue
             actual = dev
             if dev == "AUTO":
@@ -279,8 +287,12 @@ class Segmenter:
         except Exception as e:  # a bad frame is reported through the callback like any other failure
             self._call(callback, None, userdata, e)
             return
-        # the request copies the input (share_inputs=False), so the caller may reuse its frame
-        self._queue.start_async({0: x}, (callback, userdata))
+        # the request copies the input (share_inputs=False), so the caller may reuse its frame.
+        # Under the same lock as infer(): a start_async and a synchronous infer entering
+        # OpenVINO's input dispatch from two threads at once deadlocked the daemon (stream
+        # + capture; seen 1 in ~20 starts, both threads stuck in data_dispatcher).
+        with self._lock:
+            self._queue.start_async({0: x}, (callback, userdata))
 
     def _on_done(self, request: ov.InferRequest, job: tuple[MaskCallback, Any]) -> None:
         callback, userdata = job
