@@ -70,9 +70,9 @@ def as_float_mask(mask: np.ndarray) -> np.ndarray:
     if m.ndim != 2 or m.size == 0:
         raise ValueError(f"mask must be a 2-D array, got shape {m.shape}")
     if m.dtype == np.uint8:
-        return m.astype(np.float32) * np.float32(1 / 255)
+        return m.astype(np.float32) / np.float32(255)
     if m.dtype == np.uint16:
-        return m.astype(np.float32) * np.float32(1 / 65535)
+        return m.astype(np.float32) / np.float32(65535)
     if m.dtype == np.bool_:
         return m.astype(np.float32)
     out = m.astype(np.float32, copy=True)
