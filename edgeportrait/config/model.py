@@ -12,6 +12,10 @@ from edgeportrait.config.base import Section
 Device = Literal["AUTO", "CPU", "GPU", "NPU"]
 
 
+def _default_fallback() -> list[Device]:
+    return ["CPU"]
+
+
 class ModelConfig(Section):
     name: Literal["general", "landscape"] = Field(
         "general", description="general: 256×256 input; landscape: 144×256, faster, for 16:9 video."
@@ -19,7 +23,7 @@ class ModelConfig(Section):
     precision: Literal["int8", "fp32"] = Field("int8", description="INT8 (NNCF) or FP32 IR.")
     device: Device = Field("AUTO", description="OpenVINO device to compile for.")
     fallback: list[Device] = Field(
-        default_factory=lambda: ["CPU"],
+        default_factory=_default_fallback,
         description="Devices tried in order when `device` is absent or fails to compile.",
     )
     dir: Path | None = Field(None, description="Directory with the IR files (default: the shipped models).")
