@@ -179,3 +179,27 @@ def test_kernel_equal_to_stride_avoids_convolution_backprop_data() -> None:
     fast, general = op_types(2), op_types(3)
     assert "DepthToSpace" in fast and "ConvolutionBackpropData" not in fast
     assert "ConvolutionBackpropData" in general
+
+
+@pytest.mark.slow
+def test_model_build_reproduces_the_committed_ir(tmp_path: Path) -> None:
+    """`edgeportrait model build` from the pinned wheel makes the committed IR byte for byte.
+
+    Needs the build extra and a local mediapipe 0.10.14 wheel named by
+    $EDGEPORTRAIT_MEDIAPIPE_WHEEL (CI has neither; about a minute on two cores).
+    """
+    import os
+
+    wheel = os.environ.get("EDGEPORTRAIT_MEDIAPIPE_WHEEL")
+    if not wheel:
+        pytest.skip("set EDGEPORTRAIT_MEDIAPIPE_WHEEL to a mediapipe 0.10.14 wheel to run the build")
+    pytest.importorskip("nncf")
+    import argparse
+
+    out = tmp_path / "models"
+    rc = build.main(argparse.Namespace(out=str(out), wheel=wheel, no_progress=True))
+    assert rc == 0
+    for xml in sorted(MODELS.glob("selfie_*.xml")):
+        for f in (xml, xml.with_suffix(".bin")):
+            assert (out / f.name).read_bytes() == f.read_bytes(), f.name
+    assert (out / "README.md").is_file()

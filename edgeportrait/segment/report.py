@@ -252,6 +252,10 @@ edgeportrait model build --wheel mediapipe-{MEDIAPIPE_VERSION}-....whl   # or fr
 ```
 
 It rewrites everything in this folder, including this README and its figures.
+The build is deterministic (fixed calibration seed): with the same openvino and
+nncf versions it makes these IR files byte for byte —
+`EDGEPORTRAIT_MEDIAPIPE_WHEEL=<wheel> pytest tests/test_segment_convert.py -k reproduces`
+checks that (about a minute).
 
 ## Measured agreement and speed
 
