@@ -12,7 +12,7 @@ import openvino.opset13 as ops
 import pytest
 from segment_helpers import MODELS, golden
 
-from edgeportrait.errors import FatalError, UserError
+from edgeportrait.errors import FatalError
 from edgeportrait.segment import build
 from edgeportrait.segment.tflite_ext import (
     TransposeConvParams,
@@ -149,7 +149,7 @@ def test_a_tampered_source_is_refused(tmp_path: Path) -> None:
     out.mkdir()
     with pytest.raises(FatalError, match="sha256"):
         build.extract_sources(wheel, out)
-    with pytest.raises(UserError, match="not a readable wheel"):
+    with pytest.raises(FatalError, match="not a readable wheel"):
         build.extract_sources(tmp_path / "out", out)
 
 

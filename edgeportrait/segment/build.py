@@ -15,7 +15,9 @@ Steps (each announced on stderr; the slow ones show progress):
 4. Measure agreement with the golden masks of the reference runtime and
    FP32-vs-INT8 speed, and write ``models/README.md``.
 
-Needs the ``build`` extra (nncf, tflite, tqdm). Everything is written through
+Needs the ``build`` extra (nncf, tflite, tqdm). Every failure, a missing wheel
+or extra included, is one line and exit 1 (the contract's 0 / 1 for this
+command; only a wrong flag is argparse's exit 2). Everything is written through
 :func:`~edgeportrait.imageio.atomic_write`, so an interrupted build leaves the
 old files whole.
 """
@@ -38,7 +40,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeportrait.errors import FatalError, UserError
+from edgeportrait.errors import FatalError
 from edgeportrait.imageio import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ def _require_build_extra() -> None:
         except ImportError:
             missing.append(mod)
     if missing:
-        raise UserError(
+        raise FatalError(
             f"model build needs the build extra (missing: {', '.join(missing)}); "
             "install it with: pip install -e '.[build]'"
         )
@@ -193,13 +195,13 @@ def extract_sources(wheel: Path, dest: Path) -> dict[str, Path]:
     try:
         zf = zipfile.ZipFile(wheel)
     except (OSError, zipfile.BadZipFile) as e:
-        raise UserError(f"{wheel}: not a readable wheel: {e}") from None
+        raise FatalError(f"{wheel}: not a readable wheel: {e}") from None
     with zf:
         names = set(zf.namelist())
         for src in SOURCES:
             member = f"{WHEEL_DIR}/{src.member}"
             if member not in names:
-                raise UserError(f"{wheel}: has no {member}; is it mediapipe {MEDIAPIPE_VERSION}?")
+                raise FatalError(f"{wheel}: has no {member}; is it mediapipe {MEDIAPIPE_VERSION}?")
             data = zf.read(member)
             digest = hashlib.sha256(data).hexdigest()
             if digest != src.sha256:
@@ -377,7 +379,7 @@ def build(out: Path, wheel: Path | None, progress: Progress) -> dict[str, Any]:
         else:
             progress.stage(f"using local wheel {wheel}")
             if not wheel.is_file():
-                raise UserError(f"{wheel}: no such file")
+                raise FatalError(f"{wheel}: no such file")
         wheel_sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
         sources = extract_sources(wheel, out / "source")
         wheel_name = wheel.name
@@ -409,7 +411,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     wheel = Path(args.wheel) if args.wheel else None
     if wheel is not None and not wheel.is_file():
-        raise UserError(f"{wheel}: no such file")
+        raise FatalError(f"{wheel}: no such file")
     progress = Progress(total=2 + 2 * len(SOURCES), enabled=not args.no_progress)
     if args.no_progress:
         # NNCF draws its own progress bars; keep the output plain when asked
