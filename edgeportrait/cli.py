@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p, required=False)
     p.add_argument("--blur", type=float, metavar="N", help="blur strength 0…100 (overrides portrait.blur)")
     p.add_argument("--mode", choices=["blur", "grayscale", "color", "image"], help="background mode")
-    p.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: CPU count)")
+    p.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: CPU count + 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
 
     p = sub.add_parser("segment", help="write person masks as 8-bit PNG")
