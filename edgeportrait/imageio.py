@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -101,7 +101,7 @@ def atomic_write(path: str | Path, data: bytes, *, durable: bool = True) -> None
     the directory is fsync'ed so the rename survives a power cut.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -115,6 +115,21 @@ def atomic_write(path: str | Path, data: bytes, *, durable: bool = True) -> None
         raise
     if durable:
         fsync_dir(target.parent)
+
+
+def _create_beside(target: Path) -> tuple[int, Path]:
+    """A new hidden file next to ``target``, with the mode a plain create would give (0666 less the umask).
+
+    tempfile.mkstemp would make it 0600, and the rename would carry that private
+    mode over to the portrait.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def fsync_dir(directory: str | Path) -> None:

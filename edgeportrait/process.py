@@ -148,10 +148,6 @@ def main(args: argparse.Namespace) -> int:
     segmenter = Segmenter(cfg.model)
     quality = cfg.capture.jpeg_quality
     stems = unique_stems(inputs)
-    # atomic_write's temporary file is private (0600); a portrait gets the usual mode, as cp would give it
-    umask = os.umask(0)
-    os.umask(umask)
-    file_mode = 0o666 & ~umask
     input_files = {_same_file_key(p) for p in inputs}
     local = threading.local()
 
@@ -176,7 +172,6 @@ def main(args: argparse.Namespace) -> int:
         try:
             # renamed into place: atomic for readers; one directory fsync at the end instead of per file
             atomic_write(target, data, durable=False)
-            os.chmod(target, file_mode)
         except OSError as e:
             raise UserError(f"{target}: cannot write: {e.strerror or e}") from None
         return target

@@ -117,6 +117,16 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["out.jpg"]
 
 
+def test_atomic_write_gives_the_usual_file_mode(tmp_path: Path) -> None:
+    """A portrait is readable as a plain create would make it (0666 less the umask), not private 0600."""
+    old = os.umask(0o022)
+    try:
+        imageio.atomic_write(tmp_path / "a.jpg", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.jpg").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_write_failure_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure before the rename (disk full, power cut) never leaves a half-written target."""
     target = tmp_path / "out.jpg"
