@@ -15,4 +15,5 @@ VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
 "$VENV/bin/python" -m ruff check edgeportrait tests benchmarks scripts
+"$VENV/bin/python" -m mypy edgeportrait
 exec "$VENV/bin/python" -m pytest -q "$@"
