@@ -69,6 +69,7 @@ class CaptureService:
         seq: SeqCounter,
         on_result: ResultSink,
         on_error: ErrorSink,
+        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter
@@ -77,6 +78,7 @@ class CaptureService:
         self.seq = seq
         self._on_result = on_result
         self._on_error = on_error
+        self._on_committed = on_committed  # the result's number is on disk: it may be delivered
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
@@ -169,16 +171,14 @@ class CaptureService:
         t4 = time.perf_counter()
         timings["encode"] = (t4 - t3) * 1000
         now = dt.datetime.now(dt.timezone.utc)
-        # only this thread numbers results; the number is used once the file is saved
+        # Only this thread numbers results. The number is committed last, once the
+        # file is saved and the result handed on (spooled): a crash before that
+        # leaves a file above the committed number, removed at the next start, and
+        # never a number that subscribers would miss.
         seq = self.seq.last + 1
-        path = None
         try:
             path = self.store.write(f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg", full)
-            self.seq.commit(seq)
         except OSError as e:
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    path.unlink()  # saved but not numbered: it would reuse seq next time
             raise CommandError("write_failed", f"cannot save the portrait: {e.strerror or e}", req.id) from None
         t5 = time.perf_counter()
         timings["write"] = (t5 - t4) * 1000
@@ -199,10 +199,19 @@ class CaptureService:
             "precision": segmenter.precision,
             "device": segmenter.device,
         }
+        self._on_result(CaptureOutcome(req, result, mqtt_jpeg))
+        try:
+            self.seq.commit(seq)
+        except OSError as e:
+            # the result is out (spooled): keep it, and keep numbering in memory so
+            # this run never repeats a number; the spool carries it over a restart
+            logger.error("cannot record seq %d in the state directory: %s", seq, e.strerror or e)
+            self.seq.bump_to(seq)
+        if self._on_committed is not None:
+            self._on_committed()
         self.made += 1
         self.latency_ms.add((time.monotonic() - req.received) * 1000)
         logger.info("capture %s: seq %d, %s (%d bytes)", req.id, seq, path, len(full))
-        self._on_result(CaptureOutcome(req, result, mqtt_jpeg))
 
     def _frame(self, cfg: AppConfig) -> Frame:
         timeout = cfg.capture.timeout_s

@@ -1,8 +1,8 @@
 """`edgeportrait run -c FILE`: wires camera → segment → compose → publish, until SIGTERM.
 
 This module connects stages; it does not do their work. Start order: state
-(seq, spool, capture dir) → model → camera → stream pipeline → MQTT →
-captures → health. :meth:`Daemon.stop` tears down in the reverse order: the
+(seq, spool, capture dir) → model → camera → stream pipeline → captures →
+MQTT → health. :meth:`Daemon.stop` tears down in the reverse order: the
 capture in progress finishes and is handed to the spool before MQTT says
 ``stopped`` and disconnects.
 """
@@ -85,12 +85,15 @@ class Daemon:
             seq = SeqCounter(state_dir)
             store = CaptureStore(cfg.capture.output_dir, cfg.capture.max_files, cfg.capture.max_bytes)
             store.prepare()
-            # a lost or damaged counter file must not make numbers repeat
-            seq.bump_to(store.highest_seq())
             if cfg.mqtt.enabled:
                 self.spool = Spool(state_dir / "spool", cfg.mqtt.spool_max_files, cfg.mqtt.spool_max_bytes)
-                # a result still in the spool keeps its number; never reuse it
+                # a result spooled just before a crash keeps its number
                 seq.bump_to(self.spool.highest_seq())
+            if seq.trusted:
+                store.remove_unfinished(seq.last)
+            else:
+                # no counter on disk (first start, or lost): never reuse a file's number
+                seq.bump_to(store.highest_seq())
         except OSError as e:
             raise FatalError(f"cannot prepare {e.filename or state_dir}: {e.strerror or e}") from None
         logger.info("state in %s, portraits to %s", state_dir, cfg.capture.output_dir)
@@ -115,21 +118,32 @@ class Daemon:
         self._teardown.append(("pipeline", self.pipeline.stop))
 
         if cfg.mqtt.enabled and self.spool is not None:
+            # built (password, TLS files checked) before anything else starts
             self.link = MqttLink(
                 cfg.mqtt, cfg.device_id, self._on_command, self.publish_error, on_connected=self._on_connected
             )
-            self.deliverer = Deliverer(self.link, self.spool)
+            self.deliverer = Deliverer(self.link, self.spool, lambda: seq.last)
+
+        # Captures are ready before MQTT announces `online`, so no command finds the
+        # daemon half started; they stop before MQTT, so a stop finishes the capture in
+        # progress while it can still be delivered (the one exception to reverse order).
+        self.captures = CaptureService(
+            self.camera,
+            self._current_segmenter,
+            self.config,
+            store,
+            seq,
+            self._on_result,
+            self.publish_error,
+            on_committed=self.spool.wake if self.spool is not None else None,
+        )
+        self.captures.start()
+        if self.link is not None and self.deliverer is not None:
             self.link.start()
             self.deliverer.start()
             self._teardown.append(("mqtt", self._stop_mqtt))
         else:
             logger.info("MQTT disabled: portraits only go to %s", cfg.capture.output_dir)
-
-        # after MQTT, so a stop finishes the capture in progress while MQTT can still deliver it
-        self.captures = CaptureService(
-            self.camera, self._current_segmenter, self.config, store, seq, self._on_result, self.publish_error
-        )
-        self.captures.start()
         self._teardown.append(("captures", self.captures.stop))
 
         self._health_thread = threading.Thread(target=self._health_loop, name="health", daemon=True)
@@ -232,9 +246,8 @@ class Daemon:
             self.publish_error(e.command_id, e.code, e.detail)
 
     def _capture_command(self, cmd: Command) -> None:
+        assert self.captures is not None  # started before MQTT
         c = parse_capture(cmd.payload)
-        if self.captures is None:
-            raise CommandError("starting", "the daemon is still starting; try again in a moment", c.id)
         if c.settings:
             apply_settings(self.cfg, c.settings, c.id)  # validates the values; changes nothing
         req = CaptureRequest(

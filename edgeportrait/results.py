@@ -45,11 +45,12 @@ class SeqCounter:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "seq"
         self._lock = threading.RLock()
+        self.trusted = False  # True when the number was read back from disk
         self._last = self._read()
 
     def _read(self) -> int:
         try:
-            return max(0, int(self.path.read_text().strip() or 0))
+            value = max(0, int(self.path.read_text().strip() or 0))
         except FileNotFoundError:
             return 0
         except (OSError, ValueError) as e:
@@ -57,6 +58,8 @@ class SeqCounter:
             # spool's or files' highest number is the next best thing.
             logger.warning("%s: unreadable (%s); seq restarts from the highest known", self.path, e)
             return 0
+        self.trusted = True
+        return value
 
     def bump_to(self, value: int) -> None:
         """Never hand out a number at or below ``value`` (e.g. one still in the spool)."""
@@ -99,13 +102,35 @@ class CaptureStore:
     def prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
 
+    def _numbered(self) -> list[tuple[int, Path]]:
+        out = []
+        for _, name, path, _ in self._files():
+            with contextlib.suppress(ValueError):
+                out.append((int(name[:-4].rsplit("-", 1)[-1]), path))
+        return out
+
     def highest_seq(self) -> int:
         """The highest seq in the portraits' names (``…-<seq>.jpg``), 0 if none."""
-        best = 0
-        for _, name, _, _ in self._files():
-            with contextlib.suppress(ValueError):
-                best = max(best, int(name[:-4].rsplit("-", 1)[-1]))
-        return best
+        return max((n for n, _ in self._numbered()), default=0)
+
+    def remove_unfinished(self, last_seq: int) -> int:
+        """Delete portraits numbered above ``last_seq``: captures a crash cut short.
+
+        A portrait's number is committed only after its result is in the spool;
+        a file above the committed number never got a result, and keeping it
+        would leave a number that no subscriber will ever see.
+        """
+        removed = 0
+        for n, path in self._numbered():
+            if n > last_seq:
+                try:
+                    path.unlink()
+                except OSError as e:
+                    logger.warning("%s: cannot remove an unfinished capture: %s", path, e)
+                    continue
+                removed += 1
+                logger.warning("%s: capture cut short by a crash (no result was made); removed", path)
+        return removed
 
     def write(self, name: str, data: bytes) -> Path:
         path = self.dir / name

@@ -75,6 +75,24 @@ def test_store_knows_the_highest_seq_in_its_file_names(tmp_path: Path) -> None:
     assert store.highest_seq() == 12
 
 
+def test_unfinished_captures_above_the_committed_seq_are_removed(tmp_path: Path) -> None:
+    """Files numbered above the counter (a crash before their result was made) go; the rest stay."""
+    store = CaptureStore(tmp_path, max_files=100, max_bytes=10**9)
+    for n in (1, 2, 3, 4):
+        store.write(f"20261122-000100-{n:06d}.jpg", b"x")
+    assert store.remove_unfinished(2) == 2
+    assert store.highest_seq() == 2 and len(list(tmp_path.glob("*.jpg"))) == 2
+
+
+def test_counter_is_trusted_only_when_read_back_from_disk(tmp_path: Path) -> None:
+    """A missing or damaged counter is not trusted (the daemon then numbers above the files instead)."""
+    assert not SeqCounter(tmp_path).trusted
+    SeqCounter(tmp_path).next()
+    assert SeqCounter(tmp_path).trusted
+    (tmp_path / "seq").write_text("garbage")
+    assert not SeqCounter(tmp_path).trusted
+
+
 def test_jpeg_for_mqtt_scales_down_only_when_too_large() -> None:
     """A JPEG over max_image_bytes is re-encoded smaller than the limit; one under it is passed through."""
     rng = np.random.default_rng(1)

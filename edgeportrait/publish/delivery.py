@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from edgeportrait.publish.mqtt import MqttLink
 from edgeportrait.results import Spool, SpoolEntry
@@ -20,9 +21,13 @@ logger = logging.getLogger(__name__)
 
 
 class Deliverer:
-    def __init__(self, link: MqttLink, spool: Spool) -> None:
+    def __init__(self, link: MqttLink, spool: Spool, committed: Callable[[], int]) -> None:
         self.link = link
         self.spool = spool
+        # the highest seq whose capture is complete: an entry above it is still being
+        # finished (its number not yet on disk) and waits, so a crash cannot leave a
+        # delivered result whose number is reused
+        self._committed = committed
         self.delivered = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-delivery", daemon=True)
@@ -49,8 +54,8 @@ class Deliverer:
                 self._stop.wait(0.2)
                 continue
             entry = self.spool.oldest()
-            if entry is None:
-                self.spool.wait(1.0)
+            if entry is None or entry.seq > self._committed():
+                self.spool.wait(0.05 if entry is not None else 1.0)
                 continue
             try:
                 acked = self._send(entry)
