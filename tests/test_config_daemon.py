@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import free_port
 
 from edgeportrait.config import load_config
 from edgeportrait.errors import ConfigError
@@ -112,3 +117,33 @@ def test_run_with_unwritable_output_dir_is_fatal_exit_1(tmp_path: Path) -> None:
     r = _cli("run", "-c", str(p))
     assert r.returncode == 1, r.stderr
     assert "cannot prepare" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_runs_without_broker_and_captures_to_out(tmp_path: Path) -> None:
+    """configs/demo.yaml with no broker listening: portraits still appear in ./out; SIGTERM exits 0."""
+    shutil.copytree(ROOT / "tests" / "data", tmp_path / "tests" / "data")
+    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    cfg["mqtt"]["port"] = free_port()  # nothing listens there
+    cfg["capture"]["interval_s"] = 1
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeportrait", "run", "-c", "demo.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(list((tmp_path / "out").glob("*.jpg"))) < 2:
+            assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")[-2000:]
+            assert time.monotonic() < deadline, "no portraits in ./out"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+        assert proc.returncode == 0, out[-2000:]
+        assert "unreachable" in out or "refused" in out  # it said why MQTT is not there, and carried on
+        assert "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
