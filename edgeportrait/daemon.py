@@ -217,7 +217,7 @@ class Daemon:
                 self.link.publish(self.link.topic("result"), json.dumps(outcome.result))
 
     def publish_error(self, command_id: str | None, code: str, detail: str) -> None:
-        logger.warning("command refused: %s: %s (id %s)", code, detail, command_id)
+        logger.warning("error %s for id %s: %s", code, command_id, detail)
         if self.link is not None and self.link.connected:
             payload = {"id": command_id, "error": code, "detail": detail}
             self.link.publish(self.link.topic("error"), json.dumps(payload))
