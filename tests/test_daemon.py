@@ -329,6 +329,16 @@ def test_model_change_is_compiled_in_background_and_swapped_in(daemon: Daemon) -
     daemon.wait("settings/state", lambda m: json.loads(m.payload)["model"]["name"] == "landscape", 120, mark)
 
 
+def test_interval_capture_switched_on_and_off_at_run_time(daemon: Daemon) -> None:
+    """settings/set capture.interval_s=1 starts unattended captures (trigger `interval`); 0 stops them."""
+    mark = daemon.watch.mark()
+    daemon.cmd("settings/set", {"capture": {"interval_s": 1}})
+    r = json.loads(daemon.wait("result", lambda m: json.loads(m.payload)["trigger"] == "interval", 60, mark).payload)
+    assert r["id"] and Path(r["path"]).is_file()
+    daemon.cmd("settings/set", {"capture": {"interval_s": 0}})
+    daemon.wait("settings/state", lambda m: json.loads(m.payload)["capture"]["interval_s"] == 0, start=mark)
+
+
 def test_home_assistant_discovery_published_and_renewed_on_ha_online(daemon: Daemon) -> None:
     """Discovery configs are retained under the discovery prefix and sent again when HA says `online`."""
     w = Watcher(daemon.watch.client._host, daemon.watch.client._port, ["ha-test/+/it-main/+/config"])
