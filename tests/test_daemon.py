@@ -36,6 +36,11 @@ class Daemon:
     cfg_path: Path
     root: Path
     log: Path
+    broker: Broker
+
+    def watcher(self, topics: list[str]) -> Watcher:
+        """Another client on the daemon's broker (e.g. a late subscriber, to see what is retained)."""
+        return Watcher(self.broker.host, self.broker.port, topics)
 
     def cmd(self, suffix: str, payload: bytes | str | dict, **kw: object) -> None:
         if isinstance(payload, dict):
@@ -104,7 +109,7 @@ def start_daemon(root: Path, broker: Broker, device: str, **overrides: object) -
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "edgeportrait", "run", "-c", str(cfg)],
                                 stdout=out, stderr=subprocess.STDOUT)
-    d = Daemon(proc, base, watch, cfg, root, log)
+    d = Daemon(proc, base, watch, cfg, root, log, broker)
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -162,7 +167,7 @@ def test_capture_with_id_gives_matching_result_and_image(daemon: Daemon) -> None
 def test_response_topic_and_correlation_data_are_honoured(daemon: Daemon) -> None:
     """An MQTT 5 capture with a response topic gets its result there too, with the same correlation data."""
     reply = "test/replies/xyz"
-    w = Watcher(daemon.watch.client._host, daemon.watch.client._port, [reply])
+    w = daemon.watcher([reply])
     try:
         daemon.cmd("capture", {"id": "rt-1"}, response_topic=reply, correlation_data=b"\x00corr")
         m = w.wait_for(lambda m: m.topic == reply, timeout=60)
@@ -195,7 +200,7 @@ def test_blur_change_through_settings_set_shows_in_next_capture(daemon: Daemon) 
     assert _sharpness(blurred[FLAG]) < 0.3 * _sharpness(sharp[FLAG])
     assert float(np.abs(blurred[FLAG].astype(int) - sharp[FLAG].astype(int)).mean()) > 5.0
 
-    late = Watcher(daemon.watch.client._host, daemon.watch.client._port, [f"{daemon.base}/settings/state"])
+    late = daemon.watcher([f"{daemon.base}/settings/state"])
     try:
         m = late.wait_for(lambda m: m.retain)
         assert json.loads(m.payload)["portrait"]["blur"] == 100
@@ -289,7 +294,7 @@ def test_health_is_retained_with_contract_fields(daemon: Daemon) -> None:
     assert set(h["pipeline"]) >= {"fps", "latency_ms_p50", "latency_ms_p95"}
     assert "pending" in h["mqtt"]
     assert set(h["system"]) == {"cpu_percent", "rss_mb", "temperature_c"} and h["system"]["rss_mb"] > 10
-    late = Watcher(daemon.watch.client._host, daemon.watch.client._port, [f"{daemon.base}/health"])
+    late = daemon.watcher([f"{daemon.base}/health"])
     try:
         late.wait_for(lambda m: m.retain)
     finally:
@@ -341,7 +346,7 @@ def test_interval_capture_switched_on_and_off_at_run_time(daemon: Daemon) -> Non
 
 def test_home_assistant_discovery_published_and_renewed_on_ha_online(daemon: Daemon) -> None:
     """Discovery configs are retained under the discovery prefix and sent again when HA says `online`."""
-    w = Watcher(daemon.watch.client._host, daemon.watch.client._port, ["ha-test/+/it-main/+/config"])
+    w = daemon.watcher(["ha-test/+/it-main/+/config"])
     try:
         first = w.wait_for(lambda m: m.topic == "ha-test/camera/it-main/portrait/config" and m.retain)
         assert json.loads(first.payload)["topic"] == f"{daemon.base}/result/image"
