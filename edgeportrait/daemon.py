@@ -184,6 +184,9 @@ class Daemon:
                 frame = self.camera.wait_frame(None, timeout=1.0)
             except CameraError as e:
                 logger.debug("waiting for the first frame: %s", e)
+                # wait_frame fails at once when the camera is down for good (a
+                # video without loop that ended): do not spin on it
+                self._stop.wait(0.5)
                 continue
             self.state = "running"
             logger.info("first frame %dx%d from %s; ready", frame.width, frame.height, self.camera.source_name)
