@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edgeportrait import MAX_IMAGE_PIXELS
-from edgeportrait.errors import InputError
+from edgeportrait.errors import InputError, UserError
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
@@ -77,9 +77,32 @@ def iter_image_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            yield from sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES and c.is_file())
+            yield from list_images(p)
         else:
             yield p
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name; OSError if it cannot be listed."""
+    return sorted(c for c in folder.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES and c.is_file())
+
+
+def prepare_batch(inputs: Iterable[str | Path], output: str | Path) -> tuple[list[Path], Path]:
+    """Expand a batch command's inputs and make its output directory; UserError when either cannot be."""
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    try:
+        paths = list(iter_image_files(inputs))
+    except OSError as e:  # a folder that cannot be listed
+        raise UserError(f"{e.filename}: cannot list folder: {e.strerror or e}") from None
+    if not paths:
+        raise UserError("no input images (the folders given contain no image files)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{out_dir}: cannot create output directory: {e.strerror or e}") from None
+    return paths, out_dir
 
 
 def unique_stems(paths: list[Path]) -> dict[Path, str]:

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 import cv2
 
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
-from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, iter_image_files, read_image, unique_stems
+from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, prepare_batch, read_image, unique_stems
 
 logger = logging.getLogger(__name__)
 
@@ -123,19 +123,7 @@ def main(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
     cfg = load_config(args.config, overrides)
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a directory")
-    try:
-        inputs = list(iter_image_files(args.inputs))
-    except OSError as e:  # a folder that cannot be listed
-        raise UserError(f"{e.filename}: cannot list folder: {e.strerror or e}") from None
-    if not inputs:
-        raise UserError("no input images (the folders given contain no image files)")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{out_dir}: cannot create output directory: {e.strerror or e}") from None
+    inputs, out_dir = prepare_batch(args.inputs, args.output)
 
     if cfg.portrait.mode == "image" and cfg.portrait.image is not None:
         try:  # the same picture for every photo: an unreadable one is a setup error, not a per-photo one

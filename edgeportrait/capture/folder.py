@@ -22,7 +22,7 @@ import numpy as np
 from edgeportrait.capture.base import CameraError, Pacer, SourceBase, SourceEnded, fit
 from edgeportrait.config.camera import CameraConfig
 from edgeportrait.errors import InputError
-from edgeportrait.imageio import IMAGE_SUFFIXES, read_image
+from edgeportrait.imageio import IMAGE_SUFFIXES, list_images, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ImageFolderSource(SourceBase):
 
     def _list(self) -> list[Path]:
         try:
-            return sorted(c for c in self.folder.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES and c.is_file())
+            return list_images(self.folder)
         except FileNotFoundError:
             raise CameraError(f"{self.name}: folder does not exist") from None
         except NotADirectoryError:

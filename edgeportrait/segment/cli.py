@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from edgeportrait.config import ModelConfig
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
-from edgeportrait.imageio import atomic_write, encode_png, iter_image_files, read_image, unique_stems
+from edgeportrait.imageio import atomic_write, encode_png, prepare_batch, read_image, unique_stems
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +33,7 @@ def main(args: argparse.Namespace) -> int:
     device = str(args.device).upper()
     if device not in DEVICES:
         raise UserError(f"--device: unknown device {args.device!r} (choose from {', '.join(DEVICES)})")
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a directory")
-    inputs = list(iter_image_files(args.inputs))
-    if not inputs:
-        raise UserError("no input images (the folders given contain no image files)")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{out_dir}: cannot create output directory: {e.strerror or e}") from None
+    inputs, out_dir = prepare_batch(args.inputs, args.output)
 
     from edgeportrait.segment.segmenter import Segmenter
 
