@@ -74,6 +74,7 @@ def test_settings_change_is_validated_against_the_whole_config() -> None:
         ({"portrait": {"blurr": 3}}, "unknown_setting", "portrait.blurr"),
         ({"nosuch": {}}, "unknown_setting", "nosuch"),
         ({"portrait": 5}, "invalid_value", "portrait"),
+        ({"portrait": {"image": "/etc/shadow"}}, "not_runtime", "portrait.image"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(changes: dict, code: str, path: str) -> None:
@@ -82,6 +83,13 @@ def test_bad_settings_are_refused_naming_the_key(changes: dict, code: str, path:
         apply_settings(AppConfig(), changes)
     assert e.value.code == code
     assert e.value.detail.startswith(path)
+
+
+def test_a_capture_cannot_point_the_daemon_at_a_file() -> None:
+    """A per-capture background path is refused like a settings/set one: no file is read on a client's word."""
+    with pytest.raises(CommandError) as e:
+        parse_capture(b'{"settings": {"portrait": {"image": "/etc/hostname", "mode": "image"}}}')
+    assert e.value.code == "not_runtime"
 
 
 def test_settings_payload_may_carry_an_id() -> None:

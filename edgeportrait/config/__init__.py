@@ -72,7 +72,9 @@ class AppConfig(Section):
 # Settings that may change while the daemon runs (B/settings/set, per-capture
 # overrides): section -> keys. Everything else needs a restart.
 RUNTIME_SETTINGS: dict[str, frozenset[str]] = {
-    "portrait": frozenset(PortraitConfig.model_fields),
+    # not portrait.image: a file path from the broker would let any client make
+    # the daemon read (and publish, as a background) any picture it can open
+    "portrait": frozenset(PortraitConfig.model_fields) - {"image"},
     "pipeline": frozenset({"max_fps", "segment_every"}),
     "model": frozenset({"name", "precision", "device"}),
     "capture": frozenset({"interval_s", "countdown_s", "jpeg_quality"}),
