@@ -123,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command in ("run", "process", "bench"):
+        from edgeportrait import allocator
+
+        allocator.tune()  # per-frame arrays stay on the heap (see allocator.py)
     try:
         return _dispatch(args)
     except ConfigError as e:
