@@ -332,6 +332,8 @@ class Daemon:
                 "model": seg.name if seg else None,
                 "ms_p50": percentile(lat, 50),
                 "ms_p95": percentile(lat, 95),
+                # devices passed over and why (absent, failed to compile, failed at run time)
+                "fallbacks": list(seg.fallbacks[-5:]) if seg else [],
             },
             "pipeline": pipe,
             "captures": {

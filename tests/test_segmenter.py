@@ -166,6 +166,36 @@ def test_absent_device_falls_back_along_the_chain(tmp_path: Path) -> None:
     assert seg.segment(golden.load_case("astronaut")).shape == (512, 512)
 
 
+class _DeadRequest:
+    """An infer request of a device that has just failed (a GPU reset, an NPU driver error)."""
+
+    def infer(self, *_args: object, **_kw: object) -> None:
+        raise RuntimeError("Exception from src/plugin.cpp:1:\ndevice lost")
+
+
+def test_a_device_failing_at_run_time_hands_over_to_the_next_and_the_frame_is_kept(tmp_path: Path) -> None:
+    """infer() on a failing device moves to the next device of the chain, retries the frame, says why."""
+    frame = golden.load_case("astronaut")
+    seg = Segmenter(ModelConfig(device="CPU", fallback=["AUTO"], precision="fp32", cache_dir=tmp_path))
+    expected = seg.infer(frame)
+    seg._request = _DeadRequest()  # type: ignore[assignment]
+    got = seg.infer(frame)
+    assert np.allclose(got, expected, atol=1e-4)
+    assert seg.fallbacks == ["CPU: failed at run time: device lost"]
+    # the stream's asynchronous path runs on the new device too
+    done = threading.Event()
+    seen: list[np.ndarray | None] = []
+    seg.submit(frame, None, lambda m, _u, _e: (seen.append(m), done.set()))
+    assert done.wait(30) and seen[0] is not None and np.allclose(seen[0], expected, atol=1e-4)
+
+
+def test_a_run_time_failure_with_no_device_left_is_a_clear_error(tmp_path: Path) -> None:
+    seg = Segmenter(ModelConfig(device="CPU", fallback=[], precision="fp32", cache_dir=tmp_path))
+    seg._request = _DeadRequest()  # type: ignore[assignment]
+    with pytest.raises(FatalError, match="no device could run the model"):
+        seg.infer(golden.load_case("astronaut"))
+
+
 def test_no_usable_device_is_a_fatal_error(tmp_path: Path) -> None:
     if any(d.startswith("NPU") for d in ov.Core().available_devices):
         pytest.skip("this machine has an NPU")

@@ -178,11 +178,15 @@ class Segmenter:
             raise FatalError(f"{self.path}: not a segmentation model (input shape {shape}, want 1×H×W×3)")
         self.input_size: tuple[int, int] = (shape[1].get_length(), shape[2].get_length())
         self._cache_dir = self._prepare_cache(cfg.cache_dir)
-        self.compiled, self.device = self._compile(_with_preprocessing(model))
+        # why devices before the one in use were passed over (absent, failed to
+        # compile, failed at run time): shown in the daemon's health
+        self.fallbacks: list[str] = []
+        self._model = _with_preprocessing(model)
+        self.compiled, self.device, self._chain_index = self._compile(self._model, 0)
         self._lock = threading.Lock()
         self._request = self.compiled.create_infer_request()
-        self._queue = ov.AsyncInferQueue(self.compiled, cfg.infer_requests)
-        self._queue.set_callback(self._on_done)
+        self._queue = self._new_queue()
+        self._failed: str | None = None  # set by a failed async inference; acted on by the next submit
         self._errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=512)
@@ -234,10 +238,13 @@ class Segmenter:
             config["DEVICE_PROPERTIES"] = {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
         return config
 
-    def _compile(self, model: ov.Model) -> tuple[ov.CompiledModel, str]:
+    def _compile(self, model: ov.Model, start: int) -> tuple[ov.CompiledModel, str, int]:
+        """Compile on the first device of the chain from index ``start`` that works."""
         available = self.core.available_devices
         failures: list[str] = []
-        for dev in self._candidates():
+        chain = self._candidates()
+        for i in range(start, len(chain)):
+            dev = chain[i]
             if dev != "AUTO" and not any(a == dev or a.startswith(dev + ".") for a in available):
                 failures.append(f"{dev}: not present")
                 logger.info("device %s not present (available: %s)", dev, ", ".join(available) or "none")
@@ -246,7 +253,7 @@ class Segmenter:
                 compiled = self.core.compile_model(model, dev, self._device_config(dev))
             except RuntimeError as e:
                 reason = ov_reason(e, 160)
-                failures.append(f"{dev}: {reason}")
+                failures.append(f"{dev}: failed to compile: {reason}")
                 logger.warning("compiling for %s failed: %s; trying the next device", dev, reason)
                 continue
             actual = dev
@@ -255,8 +262,34 @@ class Segmenter:
                     actual = ",".join(compiled.get_property("EXECUTION_DEVICES")) or dev
                 except RuntimeError:
                     actual = dev
-            return compiled, actual
-        raise FatalError(f"{self.path.name}: no device could run the model ({'; '.join(failures)})")
+            self.fallbacks.extend(failures)
+            return compiled, actual, i
+        detail = "; ".join(failures) or "no further device in model.fallback"
+        raise FatalError(f"{self.path.name}: no device could run the model ({detail})")
+
+    def _new_queue(self) -> ov.AsyncInferQueue:
+        queue = ov.AsyncInferQueue(self.compiled, self.cfg.infer_requests)
+        queue.set_callback(self._on_done)
+        return queue
+
+    def _fail_over(self, reason: str) -> None:
+        """The device failed at run time: move to the next device of the chain (lock held).
+
+        Raises FatalError when no device is left, so the caller's error says why.
+        """
+        failed = self.device
+        logger.error("inference on %s failed: %s; falling back to the next device", failed, reason)
+        self.fallbacks.append(f"{failed}: failed at run time: {reason}")
+        old_queue = self._queue
+        old_queue.wait_all()  # the failed device's in-flight requests end (with errors) before it is dropped
+        try:
+            self.compiled, self.device, self._chain_index = self._compile(self._model, self._chain_index + 1)
+        except FatalError as e:
+            raise FatalError(f"{failed} failed at run time ({reason}) and {e}") from None
+        self._request = self.compiled.create_infer_request()
+        self._queue = self._new_queue()
+        self._failed = None
+        logger.warning("inference moved from %s to %s", failed, self.device)
 
     # --- synchronous ---------------------------------------------------------------------
 
@@ -264,7 +297,15 @@ class Segmenter:
         """Float32 mask in [0, 1] at the model's resolution (``input_size``), 1 = person."""
         x = to_model_input(frame_bgr, self.input_size)
         with self._lock:
-            self._request.infer({0: x}, share_inputs=True)
+            if self._failed is not None:
+                self._fail_over(self._failed)
+            try:
+                self._request.infer({0: x}, share_inputs=True)
+            except RuntimeError as e:
+                # a device that fails at run time (a GPU reset, an NPU driver error):
+                # the next device of the chain takes over and this frame is retried once
+                self._fail_over(ov_reason(e, 160))
+                self._request.infer({0: x}, share_inputs=True)
             self.latencies_ms.append(float(self._request.latency))
             out = self._request.get_output_tensor(0).data
             return np.array(out[0, :, :, 0], dtype=np.float32, copy=True)
@@ -292,6 +333,12 @@ class Segmenter:
         # OpenVINO's input dispatch from two threads at once deadlocked the daemon (stream
         # + capture; seen 1 in ~20 starts, both threads stuck in data_dispatcher).
         with self._lock:
+            if self._failed is not None:
+                try:
+                    self._fail_over(self._failed)
+                except FatalError as e:
+                    self._call(callback, None, userdata, e)
+                    return
             self._queue.start_async({0: x}, (callback, userdata))
 
     def _on_done(self, request: ov.InferRequest, job: tuple[MaskCallback, Any]) -> None:
@@ -301,6 +348,8 @@ class Segmenter:
             self.latencies_ms.append(float(request.latency))
             mask = np.array(request.get_output_tensor(0).data[0, :, :, 0], dtype=np.float32, copy=True)
         except Exception as e:
+            # cannot fail over from OpenVINO's callback thread; the next submit does it
+            self._failed = ov_reason(e, 160) if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
             self._call(callback, None, userdata, e)
             return
         self._call(callback, mask, userdata, None)
