@@ -24,14 +24,35 @@ def _release(cap: cv2.VideoCapture | None) -> None:
         cap.release()
 
 
-class V4L2Source(SourceBase):
+class _CaptureSource(SourceBase):
+    """A source that reads frames from one cv2.VideoCapture."""
+
+    read_failed = "read failed"  # what a failed read means for this kind of source
+
+    def __init__(self, cfg: CameraConfig, name: str) -> None:
+        super().__init__(cfg, name)
+        self._cap: cv2.VideoCapture | None = None
+
+    def _grab(self) -> np.ndarray:
+        assert self._cap is not None
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise CameraError(f"{self.name}: {self.read_failed}")
+        return frame
+
+    def _close(self) -> None:
+        _release(self._cap)
+        self._cap = None
+
+
+class V4L2Source(_CaptureSource):
     """A V4L2 device (USB webcam, HDMI grabber, Pi camera through the V4L2 compat layer)."""
+
+    read_failed = "read failed (device unplugged or stopped streaming)"
 
     def __init__(self, cfg: CameraConfig, device: str | int) -> None:
         self.device = device
-        name = device if isinstance(device, str) else f"/dev/video{device}"
-        super().__init__(cfg, name)
-        self._cap: cv2.VideoCapture | None = None
+        super().__init__(cfg, device if isinstance(device, str) else f"/dev/video{device}")
 
     def _open(self) -> None:
         target = self.device
@@ -64,25 +85,15 @@ class V4L2Source(SourceBase):
             )
         self._cap = cap
 
-    def _grab(self) -> np.ndarray:
-        assert self._cap is not None
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
-            raise CameraError(f"{self.name}: read failed (device unplugged or stopped streaming)")
-        return frame
 
-    def _close(self) -> None:
-        _release(self._cap)
-        self._cap = None
-
-
-class StreamSource(SourceBase):
+class StreamSource(_CaptureSource):
     """An RTSP/HTTP stream through OpenCV's FFmpeg backend."""
+
+    read_failed = "stream ended or timed out"
 
     def __init__(self, cfg: CameraConfig, url: str) -> None:
         super().__init__(cfg, redact(url))
         self.url = url
-        self._cap: cv2.VideoCapture | None = None
 
     def _open(self) -> None:
         ms = int(self.cfg.open_timeout_s * 1000)
@@ -94,19 +105,8 @@ class StreamSource(SourceBase):
             raise CameraError(f"{self.name}: cannot open stream (host unreachable, wrong path or credentials)")
         self._cap = cap
 
-    def _grab(self) -> np.ndarray:
-        assert self._cap is not None
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
-            raise CameraError(f"{self.name}: stream ended or timed out")
-        return frame
 
-    def _close(self) -> None:
-        _release(self._cap)
-        self._cap = None
-
-
-class VideoFileSource(SourceBase):
+class VideoFileSource(_CaptureSource):
     """A video file played like a camera: paced at ``camera.fps``, looped when ``camera.loop``."""
 
     file_backed = True
@@ -114,7 +114,6 @@ class VideoFileSource(SourceBase):
     def __init__(self, cfg: CameraConfig, path: str | Path) -> None:
         super().__init__(cfg, str(path))
         self.path = Path(path)
-        self._cap: cv2.VideoCapture | None = None
         self._pacer = Pacer(cfg.fps)
         self._frames_this_pass = 0
         self._first: np.ndarray | None = None
@@ -171,6 +170,5 @@ class VideoFileSource(SourceBase):
         return frame
 
     def _close(self) -> None:
-        _release(self._cap)
-        self._cap = None
+        super()._close()
         self._first = None
