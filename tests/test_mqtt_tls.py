@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import queue
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
-from conftest import Broker, free_port, start_mosquitto, stop_mosquitto
+from conftest import Broker, _wait_accepting, free_port, start_mosquitto, stop_mosquitto
 from mqtt_watch import Watcher
 from pki import Pki, make_pki
 
@@ -31,20 +31,6 @@ class TlsBroker:
     tls_port: int
     wrong_host_port: int
     pki: Pki
-
-
-def _wait_port(port: int, broker: Broker) -> None:
-    import socket
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        assert broker.process.poll() is None, broker.log.read_text() if broker.log.exists() else "mosquitto died"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"no listener on {port}")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +51,8 @@ keyfile {pki.wrong_host_key}
 require_certificate true
 """
     broker = start_mosquitto(tmp, extra)
-    _wait_port(tls_port, broker)
-    _wait_port(wrong_port, broker)
+    _wait_accepting(tls_port, broker.process)
+    _wait_accepting(wrong_port, broker.process)
     yield TlsBroker(broker, tls_port, wrong_port, pki)
     stop_mosquitto(broker)
 
@@ -140,14 +126,15 @@ def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     tmp = tmp_path_factory.mktemp("auth")
     pwfile = tmp / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "booth", "right-password"], check=True)
-    broker = start_mosquitto(tmp, f"password_file {pwfile}\n")
-    # start_mosquitto allows anonymous clients; a later line wins in mosquitto's config
-    stop_mosquitto(broker)
-    conf = (tmp / "mosquitto.conf").read_text().replace("allow_anonymous true", "allow_anonymous false")
-    (tmp / "mosquitto.conf").write_text(conf)
-    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp / "mosquitto.conf")], stderr=subprocess.PIPE)
-    broker = Broker(broker.host, broker.port, proc, broker.log)
-    _wait_port(broker.port, broker)
+    # a later allow_anonymous overrides the fixture's default of true
+    broker = start_mosquitto(tmp, f"password_file {pwfile}\nallow_anonymous false\n")
+    anonymous = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    anonymous.connect(broker.host, broker.port)
+    try:
+        rc = anonymous.loop(2)
+        assert not anonymous.is_connected(), f"the auth broker let an anonymous client in ({rc})"
+    finally:
+        anonymous.disconnect()
     yield broker
     stop_mosquitto(broker)
 
