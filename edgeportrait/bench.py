@@ -46,7 +46,7 @@ NAMED_SIZES = {
 }
 MAX_RUNS = 100_000
 WARMUP = 2
-STAGES = ("decode", "segment", "compose", "encode", "chain", "naive_compose")
+STAGES = ("decode", "segment", "segment_fp32", "segment_int8", "compose", "encode", "chain", "naive_compose")
 
 
 def parse_sizes(text: str) -> list[tuple[str, int, int]]:
@@ -149,13 +149,23 @@ def main(args: argparse.Namespace) -> int:
         "portrait": cfg.portrait.model_dump(mode="json"),
         "model": {
             "name": cfg.model.name,
-            "precision": cfg.model.precision,
+            "precision": segmenter.precision if segmenter else cfg.model.precision,
+            "precision_reason": segmenter.precision_reason if segmenter else None,
             "device": segmenter.device if segmenter else None,
             "error": segment_error,
         },
         "machine": {"cpus": os.cpu_count(), "cv2_threads": cv2.getNumThreads(), "python": platform.python_version()},
         "sizes": {},
     }
+    # both precisions side by side on the device in use, whatever `auto` chose
+    by_precision: dict[str, Any] = {}
+    if segmenter is not None:
+        for precision in ("fp32", "int8"):
+            model_cfg = cfg.model.model_copy(update={"precision": precision, "device": segmenter.device.split(",")[0]})
+            try:
+                by_precision[precision] = Segmenter(model_cfg)
+            except FatalError as e:
+                sys.stderr.write(f"edgeportrait: segment_{precision} stage skipped: {e}\n")
     compositor = Compositor(cfg.portrait, temporal=False)
     for label, w, h in sizes:
         generated, known_mask = generated_frame(w, h)
@@ -179,6 +189,8 @@ def main(args: argparse.Namespace) -> int:
         if segmenter is not None:
             stages["segment"] = partial(segmenter.infer, frame)
             stages["chain"] = partial(_chain, jpeg, segmenter, compositor, quality)
+        for precision, seg in by_precision.items():
+            stages[f"segment_{precision}"] = partial(seg.infer, frame)
         times: dict[str, list[float]] = {name: [] for name in stages}
         for fn in stages.values():
             for _ in range(WARMUP):
@@ -191,6 +203,9 @@ def main(args: argparse.Namespace) -> int:
         for name in STAGES:
             if name in times:
                 result["stages"][name] = _stats(times[name])
+        if len(by_precision) == 2:
+            fp32_ms, int8_ms = (result["stages"][f"segment_{p}"]["median_ms"] for p in ("fp32", "int8"))
+            result["int8_over_fp32"] = round(int8_ms / max(fp32_ms, 1e-9), 3)
         comp, naive = result["stages"]["compose"], result["stages"]["naive_compose"]
         result["naive_over_compose"] = round(naive["median_ms"] / max(comp["median_ms"], 1e-9), 2)
         sigma = blur_sigma(settings.blur, h, w)
@@ -238,6 +253,10 @@ def format_table(report: dict[str, Any]) -> str:
             row += f"{s['median_ms']:>16.2f}{s['p95_ms']:>9.2f}" if s else f"{'n/a':>16}{'':>9}"
         lines.append(row)
     lines.append("")
+    if all("int8_over_fp32" in sizes[lab] for lab in labels):
+        lines.append("INT8/FP32 segment time: " + ", ".join(f"{lab} {sizes[lab]['int8_over_fp32']:.2f}" for lab in labels))
+    if model.get("precision_reason"):
+        lines.append(f"precision {model['precision']}: {model['precision_reason']}")
     lines.append("naive/compose: " + ", ".join(f"{lab} {sizes[lab]['naive_over_compose']:.1f}x" for lab in labels))
     for lab in labels:
         b = sizes[lab].get("blur_vs_full_resolution")

@@ -197,6 +197,7 @@ class CaptureService:
             "timings_ms": {k: round(v, 1) for k, v in timings.items()},
             "model": segmenter.name,
             "precision": segmenter.precision,
+            "precision_reason": segmenter.precision_reason,
             "device": segmenter.device,
         }
         self._on_result(CaptureOutcome(req, result, mqtt_jpeg))

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.png go")
     p.add_argument("--model", choices=["general", "landscape"], default="general")
-    p.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    p.add_argument("--precision", choices=["auto", "int8", "fp32"], default="auto")
     p.add_argument("--device", default="AUTO", help="AUTO | CPU | GPU | NPU (default AUTO)")
     p.add_argument("--models-dir", metavar="DIR", help="directory with the IR files (default: shipped models)")
 

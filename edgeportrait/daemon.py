@@ -329,6 +329,7 @@ class Daemon:
             "inference": {
                 "device": seg.device if seg else None,
                 "precision": seg.precision if seg else None,
+                "precision_reason": seg.precision_reason if seg else None,
                 "model": seg.name if seg else None,
                 "ms_p50": percentile(lat, 50),
                 "ms_p95": percentile(lat, 95),

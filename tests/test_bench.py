@@ -38,9 +38,13 @@ def test_json_has_every_stage_per_size_with_median_and_p95(config: Path) -> None
     assert report["sizes"]["480p"]["width"] == 854 and report["sizes"]["480p"]["height"] == 480
     for size in report["sizes"].values():
         stages = size["stages"]
-        assert set(stages) == {"decode", "segment", "compose", "encode", "chain", "naive_compose"}
+        assert set(stages) == {
+            "decode", "segment", "segment_fp32", "segment_int8", "compose", "encode", "chain", "naive_compose"
+        }
         for s in stages.values():
             assert 0 < s["median_ms"] <= s["p95_ms"]
+        expected = stages["segment_int8"]["median_ms"] / stages["segment_fp32"]["median_ms"]
+        assert size["int8_over_fp32"] == pytest.approx(expected, rel=0.01, abs=0.01)
         expected = stages["naive_compose"]["median_ms"] / stages["compose"]["median_ms"]
         assert size["naive_over_compose"] == pytest.approx(expected, rel=0.01, abs=0.01)
         assert size["blur_vs_full_resolution"]["psnr_db"] > 40
@@ -52,10 +56,23 @@ def test_table_lists_the_stages_and_the_ratio(config: Path) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "input" in lines[0] and "astronaut.png" in lines[0]
-    for stage in ("decode", "segment", "compose", "encode", "chain", "naive_compose"):
+    for stage in ("decode", "segment", "segment_fp32", "segment_int8", "compose", "encode", "chain", "naive_compose"):
         row = next(ln for ln in lines if ln.startswith(stage + " "))
         assert len(row.split()) == 3  # name, median, p95
     assert any(ln.startswith("naive/compose: 320x240 ") for ln in lines)
+    assert any(ln.startswith("INT8/FP32 segment time: 320x240 ") for ln in lines)
+
+
+def test_auto_precision_is_reported_with_its_reason(tmp_path: Path) -> None:
+    """With model.precision auto, the report names the precision that ran and why, beside both precisions' times."""
+    from edgeportrait.segment.precision import choose
+
+    cfg = tmp_path / "auto.yaml"
+    cfg.write_text("model:\n  precision: auto\n  device: CPU\n")
+    r = _run("--json", "--runs", "2", "--sizes", "320x240", "-c", cfg)
+    assert r.returncode == 0, r.stderr
+    model = json.loads(r.stdout)["model"]
+    assert (model["precision"], model["precision_reason"]) == choose("auto", "CPU", ["CPU"])
 
 
 def test_bad_sizes_and_runs_are_one_line_exit_2(config: Path) -> None:

@@ -147,9 +147,10 @@ def test_capture_with_id_gives_matching_result_and_image(daemon: Daemon) -> None
     daemon.cmd("capture", {"id": "cap-1"})
     r = daemon.result("cap-1", start=mark)
     assert set(r) == {"id", "seq", "ts", "trigger", "width", "height", "path", "bytes", "sha256",
-                      "foreground_fraction", "timings_ms", "model", "precision", "device"}
+                      "foreground_fraction", "timings_ms", "model", "precision", "precision_reason", "device"}
     assert r["trigger"] == "mqtt" and (r["width"], r["height"]) == (640, 360)
     assert (r["model"], r["precision"]) == ("landscape", MODEL_PRECISION) and r["device"]
+    assert r["precision_reason"] == f"model.precision is {MODEL_PRECISION}"
     image = daemon.image_for(r, start=mark)
     assert len(image) == r["bytes"]
     assert _decode(image).shape == (360, 640, 3)
@@ -289,7 +290,7 @@ def test_health_is_retained_with_contract_fields(daemon: Daemon) -> None:
         assert key in h
     assert set(h["camera"]) >= {"state", "fps", "frames", "dropped", "reconnects"}
     assert h["camera"]["state"] == "ok"
-    assert set(h["inference"]) >= {"device", "precision", "model", "ms_p50", "ms_p95"}
+    assert set(h["inference"]) >= {"device", "precision", "precision_reason", "model", "ms_p50", "ms_p95"}
     assert h["inference"]["ms_p50"] > 0
     assert set(h["pipeline"]) >= {"fps", "latency_ms_p50", "latency_ms_p95"}
     assert "pending" in h["mqtt"]

@@ -20,7 +20,11 @@ class ModelConfig(Section):
     name: Literal["general", "landscape"] = Field(
         "general", description="general: 256×256 input; landscape: 144×256, faster, for 16:9 video."
     )
-    precision: Literal["int8", "fp32"] = Field("int8", description="INT8 (NNCF) or FP32 IR.")
+    precision: Literal["auto", "int8", "fp32"] = Field(
+        "auto",
+        description="auto: INT8 where the device runs it fast (NPU, GPU, a CPU with VNNI/AMX, ARM with "
+        "dot-product), else FP32; int8 / fp32 force one.",
+    )
     device: Device = Field("AUTO", description="OpenVINO device to compile for.")
     fallback: list[Device] = Field(
         default_factory=_default_fallback,

@@ -43,6 +43,7 @@ from openvino.preprocess import ColorFormat, PrePostProcessor
 
 from edgeportrait.config import ModelConfig
 from edgeportrait.errors import FatalError
+from edgeportrait.segment.precision import choose
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class CallbackErrors(RuntimeError):
 class Segmenter:
     """Person segmentation with a MediaPipe selfie-segmentation IR on OpenVINO.
 
-    ``Segmenter(cfg)`` loads ``selfie_<cfg.name>_<cfg.precision>.xml`` from
+    ``Segmenter(cfg)`` loads ``selfie_<cfg.name>_<precision>.xml`` from
     :func:`models_dir` (``cfg.dir`` if set) and compiles it for ``cfg.device``,
     then each of ``cfg.fallback`` in turn if a device is absent or fails to
     compile. Compiled models are cached in ``cfg.cache_dir`` (default
@@ -147,7 +148,9 @@ class Segmenter:
     corrupt model, or no device that compiles, is a :class:`FatalError`.
 
     Attributes: ``device`` (where it actually runs, e.g. ``CPU``; for AUTO the
-    device AUTO chose), ``name``, ``precision``, ``input_size`` (H, W) of the
+    device AUTO chose), ``name``, ``precision`` (what runs: ``cfg.precision``,
+    or for ``auto`` what :func:`~edgeportrait.segment.precision.choose` picked
+    for the device) with ``precision_reason``, ``input_size`` (H, W) of the
     model, ``path`` of the IR, ``latencies_ms`` (the last 512 inference times in ms, as
     OpenVINO measures them per request: inference only, no pre/postprocessing).
 
@@ -169,20 +172,19 @@ class Segmenter:
     def __init__(self, cfg: ModelConfig, core: ov.Core | None = None) -> None:
         self.cfg = cfg
         self.name: str = cfg.name
-        self.precision: str = cfg.precision
-        self.path = model_path(cfg.name, cfg.precision, cfg.dir)
         self.core = core or ov.Core()
-        model = self._read_model(self.path)
-        shape = model.input(0).get_partial_shape()
-        if not (shape.is_static and len(shape) == 4 and shape[3].get_length() == 3):
-            raise FatalError(f"{self.path}: not a segmentation model (input shape {shape}, want 1×H×W×3)")
-        self.input_size: tuple[int, int] = (shape[1].get_length(), shape[2].get_length())
+        # the IR of each precision, read and given its preprocessing once, on first use:
+        # with model.precision auto, a fallback to another device may change the precision
+        self._models: dict[str, ov.Model] = {}
         self._cache_dir = self._prepare_cache(cfg.cache_dir)
         # why devices before the one in use were passed over (absent, failed to
         # compile, failed at run time): shown in the daemon's health
         self.fallbacks: list[str] = []
-        self._model = _with_preprocessing(model)
-        self.compiled, self.device, self._chain_index = self._compile(self._model, 0)
+        self.precision: str = ""
+        self.precision_reason: str = ""
+        self.path: Path = model_path(cfg.name, "fp32" if cfg.precision == "auto" else cfg.precision, cfg.dir)
+        self.input_size: tuple[int, int] = (0, 0)
+        self.compiled, self.device, self._chain_index = self._compile(0)
         self._lock = threading.Lock()
         self._request = self.compiled.create_infer_request()
         self._queue = self._new_queue()
@@ -191,11 +193,27 @@ class Segmenter:
         self._errors_lock = threading.Lock()
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=512)
         logger.info(
-            "segmenter: %s %s %dx%d on %s (%s)",
+            "segmenter: %s %s %dx%d on %s (%s; %s)",
             self.name, self.precision, self.input_size[1], self.input_size[0], self.device, self.path,
+            self.precision_reason,
         )
 
     # --- loading -------------------------------------------------------------------------
+
+    def _model(self, precision: str) -> ov.Model:
+        """The IR of ``precision`` with its preprocessing; sets ``input_size`` and checks the shape."""
+        if precision not in self._models:
+            path = model_path(self.name, precision, self.cfg.dir)
+            model = self._read_model(path)
+            shape = model.input(0).get_partial_shape()
+            if not (shape.is_static and len(shape) == 4 and shape[3].get_length() == 3):
+                raise FatalError(f"{path}: not a segmentation model (input shape {shape}, want 1×H×W×3)")
+            size = (shape[1].get_length(), shape[2].get_length())
+            if self.input_size not in ((0, 0), size):
+                raise FatalError(f"{path}: input {size} differs from the other precision's {self.input_size}")
+            self.input_size = size
+            self._models[precision] = _with_preprocessing(model)
+        return self._models[precision]
 
     def _read_model(self, xml: Path) -> ov.Model:
         bin_path = xml.with_suffix(".bin")
@@ -238,8 +256,9 @@ class Segmenter:
             config["DEVICE_PROPERTIES"] = {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
         return config
 
-    def _compile(self, model: ov.Model, start: int) -> tuple[ov.CompiledModel, str, int]:
-        """Compile on the first device of the chain from index ``start`` that works."""
+    def _compile(self, start: int) -> tuple[ov.CompiledModel, str, int]:
+        """Compile on the first device of the chain from index ``start`` that works, at the
+        precision chosen for that device (:func:`~edgeportrait.segment.precision.choose`)."""
         available = self.core.available_devices
         failures: list[str] = []
         chain = self._candidates()
@@ -249,6 +268,8 @@ class Segmenter:
                 failures.append(f"{dev}: not present")
                 logger.info("device %s not present (available: %s)", dev, ", ".join(available) or "none")
                 continue
+            precision, why = choose(self.cfg.precision, dev, available)
+            model = self._model(precision)
             try:
                 compiled = self.core.compile_model(model, dev, self._device_config(dev))
             except RuntimeError as e:
@@ -263,6 +284,8 @@ class Segmenter:
                 except RuntimeError:
                     actual = dev
             self.fallbacks.extend(failures)
+            self.precision, self.precision_reason = precision, why
+            self.path = model_path(self.name, precision, self.cfg.dir)
             return compiled, actual, i
         detail = "; ".join(failures) or "no further device in model.fallback"
         raise FatalError(f"{self.path.name}: no device could run the model ({detail})")
@@ -283,7 +306,7 @@ class Segmenter:
         old_queue = self._queue
         old_queue.wait_all()  # the failed device's in-flight requests end (with errors) before it is dropped
         try:
-            self.compiled, self.device, self._chain_index = self._compile(self._model, self._chain_index + 1)
+            self.compiled, self.device, self._chain_index = self._compile(self._chain_index + 1)
         except FatalError as e:
             raise FatalError(f"{failed} failed at run time ({reason}) and {e}") from None
         self._request = self.compiled.create_infer_request()
