@@ -80,8 +80,11 @@ stage_end
 MOUNTED=()
 cleanup() {
     local i
+    # newest first; a path may be listed twice (debootstrap's second stage unmounts what it
+    # mounted over ours, and we mount again), so only what is still mounted
     for (( i=${#MOUNTED[@]}-1; i>=0; i-- )); do
-        umount -l "${MOUNTED[$i]}" 2>/dev/null || log "warning: could not unmount ${MOUNTED[$i]}"
+        mountpoint -q "${MOUNTED[$i]}" || continue
+        umount -l "${MOUNTED[$i]}" || log "warning: could not unmount ${MOUNTED[$i]}"
     done
 }
 trap cleanup EXIT
