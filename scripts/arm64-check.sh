@@ -143,12 +143,18 @@ mount_into_chroot
 # network and trust: refreshed on every run, the host's may have changed
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 cp /etc/hosts "$ROOT/etc/hosts"
-mkdir -p "$ROOT/usr/local/share/ca-certificates"
-find "$ROOT/usr/local/share/ca-certificates" -name '*.crt' -delete
-if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+CA_DIR=usr/local/share/ca-certificates
+mkdir -p "$ROOT/$CA_DIR"
+# update-ca-certificates takes half a minute emulated: only when the set changed
+if ! diff -rq "/$CA_DIR" "$ROOT/$CA_DIR" >/dev/null 2>&1 || [ ! -e "$ROOT/etc/ssl/certs/.edgeportrait-updated" ]; then
+    find "$ROOT/$CA_DIR" -name '*.crt' -delete
+    if compgen -G "/$CA_DIR/*.crt" >/dev/null; then
+        cp "/$CA_DIR"/*.crt "$ROOT/$CA_DIR/"
+    fi
+    in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
+    touch "$ROOT/etc/ssl/certs/.edgeportrait-updated"
+    log "CA certificates: $(ls "$ROOT/$CA_DIR" | tr '\n' ' ')"
 fi
-in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
 log "chroot: $(in_chroot uname -m), $(in_chroot sh -c '. /etc/os-release; echo "$PRETTY_NAME"'), $(in_chroot python3 -V), $(in_chroot ldd --version | head -1)"
 stage_end
 
@@ -181,7 +187,8 @@ hwcap = next((int.from_bytes(auxv[i + 8:i + 16], "little") for i in range(0, len
               if int.from_bytes(auxv[i:i + 8], "little") == 16), 0)
 core = ov.Core()
 print(f"arm64 under QEMU ({sys.argv[1]}): machine {platform.machine()}, "
-      f"OpenVINO CPU name {core.get_property('CPU', 'FULL_DEVICE_NAME')!r}", file=sys.stderr)
+      f"OpenVINO's CPU name {core.get_property('CPU', 'FULL_DEVICE_NAME')!r} (read from the host's /proc/cpuinfo)",
+      file=sys.stderr)
 print("HWCAP: " + " ".join(n for i, n in enumerate(names) if hwcap >> i & 1), file=sys.stderr)
 EOF
 JSON_IN=/tmp/edgeportrait-agreement.json
