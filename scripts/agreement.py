@@ -84,6 +84,9 @@ def manifest_items(root: Path) -> list[Item]:
             return read_mask(root / "masks" / model / f"{stem}.png")
 
         items.append(Item(stem, str(e.get("class", "-")), image, reference))
+    stems = [i.name for i in items]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"{root}/manifest.json: two images with the same file stem (their masks would be one file)")
     return items
 
 
