@@ -153,8 +153,9 @@ if ! diff -rq "/$CA_DIR" "$ROOT/$CA_DIR" >/dev/null 2>&1 || [ ! -e "$ROOT/etc/ss
     fi
     in_chroot update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
     touch "$ROOT/etc/ssl/certs/.edgeportrait-updated"
-    log "CA certificates: $(ls "$ROOT/$CA_DIR" | tr '\n' ' ')"
+    log "CA certificates: $(cd "$ROOT/$CA_DIR" && echo *.crt)"
 fi
+# shellcheck disable=SC2016  # expanded inside the chroot
 log "chroot: $(in_chroot uname -m), $(in_chroot sh -c '. /etc/os-release; echo "$PRETTY_NAME"'), $(in_chroot python3 -V), $(in_chroot ldd --version | head -1)"
 stage_end
 
@@ -193,6 +194,7 @@ print("HWCAP: " + " ".join(n for i, n in enumerate(names) if hwcap >> i & 1), fi
 EOF
 JSON_IN=/tmp/edgeportrait-agreement.json
 rm -f "$ROOT$JSON_IN"
+# shellcheck disable=SC2016  # expanded by the chroot's sh
 in_chroot sh -c 'cd "$0" && exec "$@"' "$SRC" "$VENV/bin/python" scripts/agreement.py \
     --label "arm64 under QEMU ($CPU_LABEL)" --json "$JSON_IN" "$@"
 if [ -n "${ARM64_JSON:-}" ] && [ -e "$ROOT$JSON_IN" ]; then
