@@ -1,11 +1,14 @@
 """FP32 vs INT8 segmentation: agreement with the reference runtime and inference time.
 
-    python benchmarks/bench_segment.py [--models-dir DIR] [--runs N] [--model general|landscape] [--json]
+    python benchmarks/bench_segment.py [--models-dir DIR] [--heldout DIR] [--runs N] [--model M] [--json]
 
 For each model and precision it runs the Segmenter (CPU, f32 execution, as the
-daemon does) on the golden images and reports IoU@0.5 against the reference
-masks made by mediapipe 0.10.14 (tests/data/golden), mean and worst, and the
-mean absolute difference of the soft masks. Timing is ``Segmenter.infer``
+daemon does) on the held-out part of the data set (tests/data/heldout) and
+reports agreement with the reference masks made by mediapipe 0.10.14 per scene
+class (sure_iou and IoU@0.5, mean / worst), and on the golden photos
+(tests/data/golden) IoU@0.5 and the mean absolute difference of the soft masks.
+Prefix ``ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2`` (both, the same value) to
+measure the CPU plugin restricted to a lower instruction set. Timing is ``Segmenter.infer``
 (warp to the model input + inference) on one photo: FP32 and INT8 alternate in
 blocks within one process, so load from other processes falls on both alike;
 each figure is the median over all runs, and the ratio of the medians is what
@@ -20,7 +23,9 @@ import logging
 import time
 from pathlib import Path
 
-from edgeportrait.segment.report import NAMES, figures_table, measure
+from edgeportrait.segment.report import NAMES, figures_table, heldout_table, measure
+
+HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout"
 
 
 def preprocessing_variants(runs: int, precision: str = "fp32") -> dict[str, dict[str, float]]:
@@ -98,6 +103,7 @@ def preprocessing_variants(runs: int, precision: str = "fp32") -> dict[str, dict
 def main() -> int:
     ap = argparse.ArgumentParser(description="FP32 vs INT8: IoU against the reference masks and inference time")
     ap.add_argument("--models-dir", type=Path, help="IR files to measure (default: the shipped models)")
+    ap.add_argument("--heldout", type=Path, default=HELDOUT, help="held-out part of the data set")
     ap.add_argument("--runs", type=int, default=1000, help="timed runs per model and precision (default 1000)")
     ap.add_argument("--model", action="append", choices=NAMES, help="only this model (repeatable)")
     ap.add_argument("--json", action="store_true", help="all figures as JSON")
@@ -114,10 +120,13 @@ def main() -> int:
         for k, v in pre.items():
             print(f"| {k} | {v['iou_mean']:.4f} | {v['iou_worst']:.4f} | {v['cpu_ms_median_1080p']:.2f} |")
         return 0
-    fig = measure(args.models_dir, args.runs, tuple(args.model or NAMES))
+    fig = measure(args.models_dir, args.heldout, args.runs, tuple(args.model or NAMES))
     if args.json:
         print(json.dumps(fig, indent=2))
         return 0
+    print(f"CPU: {fig['cpu']}, ISA {fig['isa']}\n")
+    for metric in ("sure_iou", "iou"):
+        print(f"held-out, {metric} (mean / worst):\n{heldout_table(fig, metric)}\n")
     print(figures_table(fig))
     for name in args.model or NAMES:
         print(f"{name}: INT8/FP32 ratio of medians ({args.runs} runs each): wall {fig[name]['int8_vs_fp32_time']:.3f}, "

@@ -254,7 +254,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(row)
     lines.append("")
     if all("int8_over_fp32" in sizes[lab] for lab in labels):
-        lines.append("INT8/FP32 segment time: " + ", ".join(f"{lab} {sizes[lab]['int8_over_fp32']:.2f}" for lab in labels))
+        ratios = ", ".join(f"{lab} {sizes[lab]['int8_over_fp32']:.2f}" for lab in labels)
+        lines.append(f"INT8/FP32 segment time: {ratios}")
     if model.get("precision_reason"):
         lines.append(f"precision {model['precision']}: {model['precision_reason']}")
     lines.append("naive/compose: " + ", ".join(f"{lab} {sizes[lab]['naive_over_compose']:.1f}x" for lab in labels))

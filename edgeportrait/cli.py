@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     pm = msub.add_parser("build", help="rebuild the IR files in models/ from their pinned source")
     pm.add_argument("--out", metavar="DIR", default="models", help="output directory (default: models)")
     pm.add_argument("--wheel", metavar="FILE", help="a local mediapipe==0.10.14 wheel (default: pip download)")
+    pm.add_argument(
+        "--data", metavar="DIR",
+        help="the calibration/validation/held-out data set, made there if missing "
+        "(default: ~/.cache/edgeportrait/dataset)",
+    )
+    pm.add_argument("--sources", metavar="DIR", help="a folder with the data set's source files (default: fetched)")
     pm.add_argument("--no-progress", action="store_true", help="no progress display")
 
     p = sub.add_parser("bench", help="measure the pipeline stages")

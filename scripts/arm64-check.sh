@@ -8,7 +8,7 @@
 # Not part of CI: it needs root, Debian's and PyPI's servers, and about 20
 # minutes on 2 cores (most of it the chroot build, which a second run reuses).
 #
-#   sudo scripts/arm64-check.sh [agreement.py arguments...]   # default: --data golden
+#   sudo scripts/arm64-check.sh [agreement.py arguments...]   # default: tests/data/heldout
 #   sudo QEMU_CPU=cortex-a72 scripts/arm64-check.sh           # Raspberry Pi 4's core (Pi 5: cortex-a76)
 #
 # Environment:

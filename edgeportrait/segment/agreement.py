@@ -82,7 +82,7 @@ def read_reference(directory: Path, model: str, case: Case) -> np.ndarray:
 def scores(
     directory: Path, model: str, segment: Callable[[np.ndarray], np.ndarray]
 ) -> dict[str, dict[str, float]]:
-    """:func:`measures` of every image of the part: ``segment`` (BGR -> mask at the image size) against the reference."""
+    """:func:`measures` of every image: ``segment`` (BGR -> mask at the image size) against the reference."""
     return {c.name: measures(segment(read_image(c)), read_reference(directory, model, c)) for c in cases(directory)}
 
 

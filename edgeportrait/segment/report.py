@@ -1,8 +1,11 @@
 """Figures for ``models/README.md``: agreement with the reference runtime, FP32 vs INT8 speed.
 
 Used by ``edgeportrait model build`` (which writes the README) and by
-``benchmarks/bench_segment.py`` (which prints them). Both need a source tree:
-the reference masks and the script that made them are in ``tests/data/golden``.
+``benchmarks/bench_segment.py`` (which prints them). Agreement is measured on
+the data set's held-out part, per scene class
+(:mod:`edgeportrait.segment.agreement`), and, in a source tree, on the golden
+photos of ``tests/data/golden`` too. Every figure is tied to the CPU it was
+measured on (model name and the ISA flags that change INT8's numerics).
 """
 
 from __future__ import annotations
@@ -39,6 +42,21 @@ def cpu_name() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
+def isa(flags: set[str] | None = None) -> str:
+    """The ISA flags that decide which INT8 kernels the CPU plugin runs, e.g. ``avx2`` or
+    ``avx2 avx512f avx512_vnni``, or ``arm64`` / ``arm64 asimddp``."""
+    from edgeportrait.segment.precision import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return "arm64" + (" asimddp" if "asimddp" in flags else "")
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    have = " ".join(f for f in wanted if f in flags) or machine
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return have + (f" (ONEDNN_MAX_CPU_ISA={limit})" if limit else "")
+
+
 def golden_module() -> ModuleType:
     """tests/data/golden/make_golden.py, which defines the cases and reads the reference masks."""
     path = GOLDEN / "make_golden.py"
@@ -56,7 +74,7 @@ def iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float:
     return 1.0 if union == 0 else float(np.logical_and(pa, pb).sum() / union)
 
 
-def agreement(seg: Any, name: str, golden: ModuleType) -> dict[str, Any]:
+def golden_agreement(seg: Any, name: str, golden: ModuleType) -> dict[str, Any]:
     """IoU@0.5 per golden case of ``seg.segment`` against the reference mask, mean and worst."""
     scores: dict[str, float] = {}
     diffs = []
@@ -119,13 +137,37 @@ def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int =
     return {k: round(float(np.median(v)), 3) for k, v in times.items()}
 
 
-def measure(models_dir: Path | None, runs: int = 1000, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
+def heldout_agreement(models_dir: Path | None, heldout: Path, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
+    """Per model and precision: the score of every held-out image and the per-class summary."""
+    from edgeportrait.config import ModelConfig
+    from edgeportrait.segment import agreement
+    from edgeportrait.segment.segmenter import Segmenter
+
+    out: dict[str, Any] = {}
+    for name in names:
+        for p in PRECISIONS:
+            seg = Segmenter(ModelConfig(name=name, precision=p, device="CPU", dir=models_dir, infer_requests=1))
+            per_image = agreement.scores(heldout, name, seg.segment)
+            out.setdefault(name, {})[p] = {
+                **{f"by_class_{m}": agreement.by_class(heldout, per_image, m) for m in agreement.METRICS},
+                "per_image": {k: {m: round(v, 5) for m, v in d.items()} for k, d in per_image.items()},
+            }
+    return out
+
+
+def measure(models_dir: Path | None, heldout: Path, runs: int = 1000, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
     """Agreement and speed of every model in ``models_dir`` (CPU, f32 execution, as the daemon runs)."""
     from edgeportrait.config import ModelConfig
     from edgeportrait.segment.segmenter import Segmenter
 
-    golden = golden_module()
-    out: dict[str, Any] = {"cases": list(golden.CASES), "runs": runs, "cpu": cpu_name()}
+    out: dict[str, Any] = {"runs": runs, "cpu": cpu_name(), "isa": isa()}
+    out["heldout"] = heldout_agreement(models_dir, heldout, names)
+    golden = golden_module() if (GOLDEN / "make_golden.py").is_file() else None
+    if golden is not None:
+        out["cases"] = list(golden.CASES)
+    from edgeportrait.segment import agreement as _agreement
+
+    frame = _agreement.read_image(next(c for c in _agreement.cases(heldout) if c.cls == "portrait_near"))
     for name in names:
         segs = {
             p: Segmenter(
@@ -135,8 +177,7 @@ def measure(models_dir: Path | None, runs: int = 1000, names: tuple[str, ...] = 
             )
             for p in PRECISIONS
         }
-        res: dict[str, Any] = {p: agreement(s, name, golden) for p, s in segs.items()}
-        frame = golden.load_case("grace_hopper")
+        res: dict[str, Any] = {p: (golden_agreement(s, name, golden) if golden else {}) for p, s in segs.items()}
         ms = timing(segs, frame, runs)
         cpu = cpu_timing({p: s.path for p, s in segs.items()}, frame, runs)
         for p in PRECISIONS:
@@ -148,39 +189,48 @@ def measure(models_dir: Path | None, runs: int = 1000, names: tuple[str, ...] = 
     return out
 
 
-def figures_table(fig: dict[str, Any]) -> str:
-    lines = [
-        "| model | precision | IoU mean | IoU worst | mean abs diff | wall ms (median) | CPU ms, 1 thread (median) |",
-        "|---|---|---|---|---|---|---|",
+def heldout_table(fig: dict[str, Any], metric: str) -> str:
+    from edgeportrait.segment import agreement
+    from edgeportrait.segment.dataset import CLASSES
+
+    rows = [
+        (f"{name} {p.upper()}", fig["heldout"][name][p][f"by_class_{metric}"])
+        for name in NAMES
+        if name in fig["heldout"]
+        for p in PRECISIONS
     ]
+    return agreement.table(rows, [*CLASSES, "all"])
+
+
+def speed_table(fig: dict[str, Any]) -> str:
+    lines = ["| model | precision | wall ms (median) | CPU ms, 1 thread (median) |", "|---|---|---|---|"]
     for name in NAMES:
-        if name not in fig:
-            continue
-        for p in PRECISIONS:
-            a = fig[name][p]
-            lines.append(
-                f"| {name} | {p.upper()} | {a['iou_mean']:.4f} | {a['iou_worst']:.4f} | "
-                f"{a['mean_abs_diff']:.4f} | {a['infer_ms_median']:.2f} | "
-                f"{a.get('cpu_ms_1thread_median', float('nan')):.2f} |"
-            )
+        if name in fig:
+            for p in PRECISIONS:
+                a = fig[name][p]
+                lines.append(
+                    f"| {name} | {p.upper()} | {a['infer_ms_median']:.2f} | {a['cpu_ms_1thread_median']:.2f} |"
+                )
     return "\n".join(lines)
 
 
-def per_case_table(fig: dict[str, Any]) -> str:
-    cases = fig["cases"]
-    lines = ["| model | precision | " + " | ".join(cases) + " |", "|---|---|" + "---|" * len(cases)]
+def figures_table(fig: dict[str, Any]) -> str:
+    """Golden photos: IoU mean / worst and mean abs diff per model and precision."""
+    lines = ["| model | precision | IoU mean | IoU worst | mean abs diff |", "|---|---|---|---|---|"]
     for name in NAMES:
-        if name not in fig:
-            continue
-        for p in PRECISIONS:
-            vals = " | ".join(f"{fig[name][p]['iou'][c]:.4f}" for c in cases)
-            lines.append(f"| {name} | {p.upper()} | {vals} |")
+        if name in fig and "iou_mean" in fig[name]["fp32"]:
+            for p in PRECISIONS:
+                a = fig[name][p]
+                lines.append(
+                    f"| {name} | {p.upper()} | {a['iou_mean']:.4f} | {a['iou_worst']:.4f} | {a['mean_abs_diff']:.4f} |"
+                )
     return "\n".join(lines)
 
 
 def write_readme(out: Path, fig: dict[str, Any], notes: str = "") -> None:
     """models/README.md from the template below and the measured figures (also kept as figures.json)."""
     from edgeportrait.segment.build import MEDIAPIPE_VERSION, SOURCES, WHEEL_DIR
+    from edgeportrait.segment.dataset import CLASSES
 
     sources = "\n".join(
         f"| `{s.name}` | `{WHEEL_DIR}/{s.member}` | {s.input_hw[0]}×{s.input_hw[1]} | `{s.sha256}` |"
@@ -189,8 +239,22 @@ def write_readme(out: Path, fig: dict[str, Any], notes: str = "") -> None:
     ratios = ", ".join(f"{n} {fig[n]['int8_vs_fp32_time']:.3f}" for n in NAMES if n in fig)
     cpu_ratios = ", ".join(f"{n} {fig[n].get('int8_vs_fp32_cpu_time', float('nan')):.3f}" for n in NAMES if n in fig)
     wheel = fig.get("wheel", {})
-    per_model = fig.get("calibration", {}).get("per_model", {})
-    val_ious = ", ".join(f"{n} {v['validation_iou_vs_fp32']:.4f}" for n, v in per_model.items()) or "?"
+    calib = fig.get("calibration", {})
+    per_model = calib.get("per_model", {})
+    val = ", ".join(
+        f"{n} {v['validation_vs_fp32_mean']:.4f} (worst image {v['validation_vs_fp32_worst']:.4f}, "
+        f"{v['fake_quantize_ops']} FakeQuantize ops)"
+        for n, v in per_model.items()
+    ) or "?"
+    where = f"`{fig.get('cpu', '?')}`, ISA `{fig.get('isa', '?')}`"
+    golden = ""
+    if "cases" in fig:
+        golden = f"""
+On the golden photos of `tests/data/golden` ({', '.join(fig['cases'])}; the three public portraits the
+project started with; IoU@0.5, mean / worst / mean absolute difference of the soft masks), measured on {where}:
+
+{figures_table(fig)}
+"""
     text = f"""# models/
 
 OpenVINO IR of **MediaPipe Selfie Segmentation**, made by `edgeportrait model build`.
@@ -207,7 +271,9 @@ OpenVINO IR of **MediaPipe Selfie Segmentation**, made by `edgeportrait model bu
 
 Each IR takes `input_1`: 1×H×W×3 float32 RGB in [0, 1] (NHWC) and returns 1×H×W×1,
 the person probability (the model ends in a sigmoid). The Segmenter adds its
-preprocessing at load time (BGR uint8 in, via OpenVINO's PrePostProcessor).
+preprocessing at load time (BGR uint8 in, via OpenVINO's PrePostProcessor), and
+with `model.precision: auto` (the default) runs INT8 only where the device runs
+it natively (NPU, GPU, a CPU with VNNI/AMX, ARM with dot-product), FP32 elsewhere.
 
 ## Provenance
 
@@ -227,12 +293,54 @@ Conversion: OpenVINO's TFLite front end, plus a front-end `ConversionExtension`
 DepthToSpace, equal to the transposed 2×2/stride-2 convolution, + bias). No
 weights are copied by hand and no model file is edited.
 
-INT8: NNCF post-training quantization, calibrated on {fig.get('calibration', {}).get('size', '?')} images made
-reproducibly (fixed seed) from the public photos of people in `tests/data`
-by augmentation (crops of other aspect ratios, flips, brightness/contrast,
-gamma, blur). {fig.get('calibration', {}).get('method', '')}
-Allowed drop: {fig.get('calibration', {}).get('max_drop', '?')} pooled IoU; this build's INT8 against FP32 on the
-{fig.get('calibration', {}).get('validation_size', '?')} held-out augmentations: {val_ious}.
+## The data set
+
+`edgeportrait/segment/dataset.py` makes it reproducibly (seed {calib.get('seed', '?')}) from public
+material that ships through the package registries — Debian's `opencv-doc`
+(`vtest.avi`, a street with many walking people; `basketball1/2.png`; `messi5.jpg`;
+the `leftNN/rightNN.jpg` series of a man half hidden behind a chessboard; photos
+with nobody), scikit-image's `astronaut.png` and `camera.png`, matplotlib's
+`grace_hopper.jpg` — in three parts split by *source* (other people, other frames
+of the video, other backgrounds): **calibration**, **validation** (accuracy
+control) and **held-out** (`tests/data/heldout`, committed with the reference
+runtime's masks; no choice of the recipe was made on it). Scene classes:
+{', '.join(CLASSES)}. Groups, far portraits, backlight and part of the
+partly-out-of-frame and low-light images are composed (people cut out with
+the FP32 mask, scaled and placed over real backgrounds of the same part, or
+relit); the manifest marks them `synthetic`.
+
+## INT8
+
+{calib.get('method', '')}
+
+This build's INT8 against FP32 on the validation part (mean sure_iou): {val}.
+
+## Measured agreement and speed
+
+Agreement with the masks of the reference runtime (mediapipe {MEDIAPIPE_VERSION}'s own,
+made by `edgeportrait/segment/reference_masks.py`) on the held-out part, per scene class,
+mean / worst image, measured on {where}. INT8's numerics depend on the CPU's
+instruction set (VNNI or not, x86 or ARM): these figures hold for that ISA;
+`tests/test_heldout.py` checks the targets on whatever CPU runs the tests, and
+again with the CPU plugin restricted to a lower ISA.
+
+**sure_iou** — IoU@0.5 counting only the pixels where the reference is sure
+(|p − 0.5| ≥ 0.1); on frames with (almost) nobody, the fraction of pixels that agree:
+
+{heldout_table(fig, "sure_iou")}
+
+**IoU@0.5**, all pixels (where the reference hesitates — blurred people of a few
+pixels — float rounding alone moves pixels across 0.5: FP32 is not 1.0 there):
+
+{heldout_table(fig, "iou")}
+{golden}
+Time on CPU ({where}, f32 execution), FP32 and INT8 alternating in blocks in one
+process, median of {fig['runs']} runs each: wall time of `Segmenter.infer` (warp to the
+input size + inference), INT8/FP32 ratio {ratios}; and process CPU time per inference
+on one inference thread, which other load on a shared machine disturbs much less,
+INT8/FP32 ratio {cpu_ratios}.
+
+{speed_table(fig)}
 
 ## License and attribution
 
@@ -247,40 +355,16 @@ card is linked from MediaPipe's selfie-segmentation documentation.
 
 ```sh
 pip install -e '.[build]'
-edgeportrait model build            # downloads the pinned wheel with pip
-edgeportrait model build --wheel mediapipe-{MEDIAPIPE_VERSION}-....whl   # or from a local wheel
+edgeportrait model build            # downloads the pinned wheel and the data set's sources
+edgeportrait model build --wheel mediapipe-{MEDIAPIPE_VERSION}-....whl --data DIR   # local wheel, data set in DIR
 ```
 
 It rewrites everything in this folder, including this README and its figures.
-The build is deterministic (fixed calibration seed): with the same openvino and
-nncf versions it makes these IR files byte for byte —
-`EDGEPORTRAIT_MEDIAPIPE_WHEEL=<wheel> pytest tests/test_segment_convert.py -k reproduces`
-checks that (about a minute).
-
-## Measured agreement and speed
-
-Against the masks of the reference runtime (mediapipe {MEDIAPIPE_VERSION}, made by
-`tests/data/golden/make_golden.py`), on {len(fig['cases'])} images from the three public photos
-in `tests/data` ({', '.join(fig['cases'])}): IoU of the person area
-(mask > 0.5), mean and worst over the images; mean absolute difference of the
-soft masks. Time on CPU (`{fig.get('cpu', '?')}`, f32 execution), FP32 and INT8
-alternating in blocks in one process, median of {fig['runs']} runs each: wall time of
-`Segmenter.infer` (warp to the input size + inference, two threads), INT8/FP32 ratio
-{ratios}; and process CPU time per inference on one inference thread, which other
-load on this shared machine disturbs much less, INT8/FP32 ratio {cpu_ratios}.
-
-{figures_table(fig)}
-
-IoU per image:
-
-{per_case_table(fig)}
-
-Caveat: the only public photos of people at hand are the three in `tests/data`,
-so the INT8 calibration set is made from the same photos as the golden images,
-and the INT8 figures above are optimistic for other photos. The held-out
-augmentations of the accuracy-control step (crops, light changes; INT8 against
-FP32 pooled IoU given under Provenance) are the more conservative figure. FP32
-involves no calibration and matches the reference to rounding.
+The data set is made where it is missing (default `~/.cache/edgeportrait/dataset`):
+its sources are fetched with `pip download` and `apt-get download opencv-doc`
+(or taken from `--sources DIR`) and checked against pinned sha256; outside a
+source tree, the held-out part's reference masks are made by mediapipe's own
+runtime in a virtual environment the build creates.
 {notes}
 """
     atomic_write(out / "README.md", text.encode())
