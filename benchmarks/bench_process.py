@@ -53,7 +53,7 @@ DEFAULT_VENV = CACHE / "edgeportrait" / "bench-mediapipe-0.10.14"
 # The plain approach, run by the MediaPipe venv's interpreter (it has no edgeportrait): MediaPipe's own
 # runtime for the mask, then I = αF + (1−α)·GaussianBlur(F) at full size in float32. Sigma, ramp and
 # JPEG quality are edgeportrait's defaults (portrait.blur 50, threshold 0.5, softness 0.3, quality 92).
-PLAIN = r'''
+PLAIN = r"""
 import sys
 from pathlib import Path
 
@@ -74,7 +74,7 @@ with selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         image = alpha * frame.astype(np.float32) + (1 - alpha) * background.astype(np.float32)
         cv2.imwrite(str(out / path.name), np.clip(image + 0.5, 0, 255).astype(np.uint8),
                     [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
-'''
+"""
 
 
 def make_photos(folder: Path, n: int) -> None:
