@@ -13,6 +13,14 @@ in the Segmenter (one request, all cores); at most ``jobs`` photos are held
 in memory at once (default: one more than the CPU count). OpenCV's own threading is turned down to one thread per
 call while the workers run: the parallelism is across photos, and
 oversubscribing two cores only adds switching.
+
+Start-up is most of a short run: importing and loading the model (OpenVINO,
+the compiled-model cache) takes about as long as everything else before the
+first photo. So the model is loaded on a thread of its own as soon as the
+config is read, while the main thread imports OpenCV and the compositor and
+the workers decode the first photos; a worker waits for the model only when
+it has a decoded photo to segment. No module imported here at the top pulls
+in OpenCV, numpy or OpenVINO.
 """
 
 from __future__ import annotations
@@ -26,12 +34,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, TextIO
-
-import cv2
+from typing import TYPE_CHECKING, Any, TextIO
 
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
-from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, prepare_batch, read_image, unique_stems
+
+if TYPE_CHECKING:
+    from edgeportrait.config import ModelConfig
+    from edgeportrait.segment.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +124,29 @@ def _jobs(args: argparse.Namespace) -> int:
     return int(args.jobs)
 
 
+def _load_segmenter(cfg: ModelConfig) -> Segmenter:
+    from edgeportrait.segment.segmenter import Segmenter
+
+    return Segmenter(cfg)
+
+
 def main(args: argparse.Namespace) -> int:
-    from edgeportrait.compose import Compositor
     from edgeportrait.config import load_config
 
     overrides = _overrides(args)
     jobs = _jobs(args)
     # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
     cfg = load_config(args.config, overrides)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load") as loader:
+        # the import and the compile release the GIL for most of their time: the rest starts meanwhile
+        loading = loader.submit(_load_segmenter, cfg.model)
+        return _process(args, cfg, jobs, loading)
+
+
+def _process(args: argparse.Namespace, cfg: Any, jobs: int, loading: Future[Segmenter]) -> int:
+    from edgeportrait.compose import Compositor
+    from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, prepare_batch, read_image, unique_stems
+
     inputs, out_dir = prepare_batch(args.inputs, args.output)
 
     if cfg.portrait.mode == "image" and cfg.portrait.image is not None:
@@ -131,9 +155,6 @@ def main(args: argparse.Namespace) -> int:
         except InputError as e:
             raise UserError(f"portrait.image: {e}") from None
 
-    from edgeportrait.segment.segmenter import Segmenter
-
-    segmenter = Segmenter(cfg.model)
     quality = cfg.capture.jpeg_quality
     stems = unique_stems(inputs)
     input_files = {_same_file_key(p) for p in inputs}
@@ -151,6 +172,7 @@ def main(args: argparse.Namespace) -> int:
         if _same_file_key(target) in input_files:
             raise InputError(f"{path}: output {target} would overwrite an input; choose another OUT_DIR")
         frame = read_image(path)
+        segmenter = loading.result()  # at once after the first photos: the model is loaded by then
         try:
             mask = segmenter.infer(frame)
             image = compositor().compose(frame, mask)
@@ -167,6 +189,7 @@ def main(args: argparse.Namespace) -> int:
     progress = Progress(len(inputs), sys.stderr, enabled=not args.no_progress)
     failed = _run(inputs, one, jobs, progress)
     progress.finish()
+    loading.result()  # a model that could not be loaded is the error even when no photo got that far
     fsync_dir(out_dir)
     elapsed = time.monotonic() - progress.start
     written = len(inputs) - failed
@@ -190,6 +213,8 @@ def _same_file_key(p: Path) -> str:
 
 def _run(inputs: list[Path], one: Callable[[Path], Path], jobs: int, progress: Progress) -> int:
     """Run ``one`` over the inputs on ``jobs`` threads, at most 2×jobs queued; returns the failure count."""
+    import cv2
+
     failed = 0
     previous_threads = cv2.getNumThreads()
     if jobs > 1:
