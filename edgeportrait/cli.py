@@ -8,6 +8,7 @@ A user mistake is one line on stderr and an exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -17,6 +18,8 @@ from typing import Any, NoReturn
 from edgeportrait.errors import EX_CONFIG, EX_FATAL, EX_USAGE, ConfigError, FatalError, UserError
 
 PROG = "edgeportrait"
+# batch commands that end the process when done (see _exit_now)
+QUICK_EXIT = frozenset({"process", "segment"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgeportrait import allocator
 
         allocator.tune()  # per-frame arrays stay on the heap (see allocator.py)
+    code = _run(args)
+    if argv is None and args.command in QUICK_EXIT:
+        _exit_now(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except ConfigError as e:
@@ -159,3 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EX_FATAL
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown.
+
+    When a batch command is done, everything it wrote is closed (and renamed into place); what
+    remains is Python's finalisation and OpenVINO unloading its plugins: 0.11-0.28 s (median 0.2 s,
+    8 runs) of a one-photo `process`, against 0.014 s this way. Only when main() is the program
+    itself (argv not given), never for a caller that goes on running.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)

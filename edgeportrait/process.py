@@ -134,16 +134,23 @@ def _load_segmenter(cfg: ModelConfig, jobs: int) -> Segmenter:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edgeportrait.config import load_config
-
     overrides = _overrides(args)
     jobs = _jobs(args)
-    # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
-    cfg = load_config(args.config, overrides)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load") as loader:
-        # the import and the compile release the GIL for most of their time: the rest starts meanwhile
+        # OpenVINO (and numpy) are imported while the config is: the compile that follows is the
+        # longest step of a short run and can start as soon as the config says which model
+        loader.submit(_import_runtime)
+        from edgeportrait.config import load_config
+
+        # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
+        cfg = load_config(args.config, overrides)
+        # the compile releases the GIL: OpenCV's import and the first decodes go on meanwhile
         loading = loader.submit(_load_segmenter, cfg.model, jobs)
         return _process(args, cfg, jobs, loading)
+
+
+def _import_runtime() -> None:
+    from edgeportrait.segment import segmenter  # noqa: F401
 
 
 def _process(args: argparse.Namespace, cfg: Any, jobs: int, loading: Future[Segmenter]) -> int:

@@ -15,12 +15,11 @@ HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "importlib.me
 
 # runs the command line in a fresh interpreter and reports its exit code and which of HEAVY it imported
 PROBE = """
-import json, runpy, sys
+import json, sys
+from edgeportrait.cli import main
 heavy = json.loads(sys.argv[2])
-sys.argv = ["edgeportrait", *json.loads(sys.argv[1])]
 try:
-    runpy.run_module("edgeportrait", run_name="__main__")
-    code = 0
+    code = main(json.loads(sys.argv[1]))
 except SystemExit as e:
     code = e.code
 print(json.dumps({"code": code, "imported": [m for m in heavy if m in sys.modules]}))
@@ -62,6 +61,19 @@ def test_process_imports_no_mqtt_and_no_model_converter(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "one.jpg").is_file()
     assert "openvino" in imported
     assert not imported & {"paho", "openvino.tools.ovc"}, imported
+
+
+def test_process_ends_quickly_but_says_everything_first(tmp_path: Path) -> None:
+    """The batch commands skip the interpreter's teardown; their last lines and exit code still arrive."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((48, 64, 3), 90, np.uint8))
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    cfg = tmp_path / "fp32.yaml"
+    cfg.write_text("model:\n  precision: fp32\n  device: CPU\n")
+    argv = ["process", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "-o", str(tmp_path / "out"), "-c", str(cfg)]
+    p = subprocess.run([sys.executable, "-m", "edgeportrait", *argv], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert "b.jpg" in p.stderr and "1 portrait(s) written" in p.stderr.splitlines()[-1], p.stderr
+    assert (tmp_path / "out" / "a.jpg").is_file()
 
 
 def test_the_converter_can_still_be_imported_after_the_runtime() -> None:
