@@ -8,8 +8,9 @@ crop, so no two are the same).
 
 Default: runs the real command line on it for each ``--jobs`` value,
 ``--repeats`` times, interleaved. Reported: the rate the command itself logs
-(photos written / time from the first photo started to the last written, i.e.
-without interpreter start and model load), median over the repeats, and the
+(photos written / time from the workers' start to the last photo written: no
+interpreter start and imports, but the part of the model load that the first
+decodes do not hide, since the model loads while they run), median over the repeats, and the
 wall time of the whole command. On a shared machine the wall-clock rate
 follows the other load; so it also reports the CPU time one photo costs
 (children's user+sys of an N-photo run minus a 1-photo run, over N−1), and
