@@ -9,18 +9,19 @@ written, and the exit code is then 2.
 Throughput: a photo is decoded, segmented, composed and encoded by one of
 ``--jobs`` worker threads, so the stages of different photos overlap on the
 cores (OpenCV and OpenVINO release the GIL). Inference itself is serialised
-in the Segmenter (one request, all cores); at most ``jobs`` photos are held
-in memory at once (default: one more than the CPU count). OpenCV's own threading is turned down to one thread per
-call while the workers run: the parallelism is across photos, and
-oversubscribing two cores only adds switching.
+in the Segmenter (one request); at most ``jobs`` photos are held in memory at
+once (default: one more than the CPU count). OpenCV's own threading is turned
+down to one thread per call, and each inference to one core, while several
+workers run: the parallelism is across photos, and oversubscribing two cores
+only adds switching (and OpenVINO's thread synchronisation).
 
-Start-up is most of a short run: importing and loading the model (OpenVINO,
-the compiled-model cache) takes about as long as everything else before the
-first photo. So the model is loaded on a thread of its own as soon as the
-config is read, while the main thread imports OpenCV and the compositor and
-the workers decode the first photos; a worker waits for the model only when
-it has a decoded photo to segment. No module imported here at the top pulls
-in OpenCV, numpy or OpenVINO.
+Start-up is most of a short run: importing OpenVINO and loading the model
+(from the compiled-model cache) takes about as long as everything else before
+the first photo. So a thread of its own imports OpenVINO while the config is
+read and then loads the model, while the main thread imports OpenCV and the
+compositor and the workers decode the first photos; a worker waits for the
+model only when it has a decoded photo to segment. No module imported here at
+the top pulls in OpenCV, numpy or OpenVINO.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
 
 if TYPE_CHECKING:
-    from edgeportrait.config import ModelConfig
+    from edgeportrait.config import AppConfig, ModelConfig
     from edgeportrait.segment.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def _import_runtime() -> None:
     from edgeportrait.segment import segmenter  # noqa: F401
 
 
-def _process(args: argparse.Namespace, cfg: Any, jobs: int, loading: Future[Segmenter]) -> int:
+def _process(args: argparse.Namespace, cfg: AppConfig, jobs: int, loading: Future[Segmenter]) -> int:
     from edgeportrait.compose import Compositor
     from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, prepare_batch, read_image, unique_stems
 
