@@ -1,16 +1,32 @@
-"""Photos per second of `edgeportrait process` on a folder of 1080p JPEGs.
+"""Photos per second of `edgeportrait process` on a folder of 1080p JPEGs, and the side-by-side run.
 
     python benchmarks/bench_process.py [--photos 50] [--jobs 1,2,3] [--repeats 3] [-c CONFIG]
+    python benchmarks/bench_process.py --versus-mediapipe [--photos 60] [--repeats 5]
 
 Makes a folder of 1920×1080 JPEGs from the test photos (each a different
-crop, so no two are the same), then runs the real command line on it for each
-``--jobs`` value, ``--repeats`` times, interleaved. Reported: the rate the
-command itself logs (photos written / time from the first photo started to the
-last written, i.e. without interpreter start and model load), median over the
-repeats, and the wall time of the whole command. On a shared machine the
-wall-clock rate follows the other load; so it also reports the CPU time one
-photo costs (children's user+sys of an N-photo run minus a 1-photo run, over
-N−1), and what that allows on this many idle cores.
+crop, so no two are the same).
+
+Default: runs the real command line on it for each ``--jobs`` value,
+``--repeats`` times, interleaved. Reported: the rate the command itself logs
+(photos written / time from the workers' start to the last photo written: no
+interpreter start and imports, but the part of the model load that the first
+decodes do not hide, since the model loads while they run), median over the repeats, and the
+wall time of the whole command. On a shared machine the wall-clock rate
+follows the other load; so it also reports the CPU time one photo costs
+(children's user+sys of an N-photo run minus a 1-photo run, over N−1), and
+what that allows on this many idle cores.
+
+``--versus-mediapipe``: the same photos through MediaPipe 0.10.14's own
+runtime (SelfieSegmentation, the general model, the one ours is converted
+from) with the compositing done plainly — GaussianBlur of the whole frame at
+full size (the same sigma as ours), the mask ramped with the same
+threshold/softness, a float32 blend, JPEG at the same quality — against
+``edgeportrait process`` with its defaults. Each side is a whole process
+(interpreter start, imports, model load, every photo written), the two
+alternate, ``--repeats`` times; reported: the median wall time of each and
+the ratio of the medians. MediaPipe is not a dependency of edgeportrait: it
+runs in its own virtual environment, created on first use (``pip install
+mediapipe==0.10.14``) under ``--mediapipe-venv``.
 """
 
 from __future__ import annotations
@@ -31,6 +47,35 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 RATE = re.compile(r"\(([\d.]+) photos/s\)")
+MEDIAPIPE = "mediapipe==0.10.14"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+DEFAULT_VENV = CACHE / "edgeportrait" / "bench-mediapipe-0.10.14"
+
+# The plain approach, run by the MediaPipe venv's interpreter (it has no edgeportrait): MediaPipe's own
+# runtime for the mask, then I = αF + (1−α)·GaussianBlur(F) at full size in float32. Sigma, ramp and
+# JPEG quality are edgeportrait's defaults (portrait.blur 50, threshold 0.5, softness 0.3, quality 92).
+PLAIN = r"""
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from mediapipe.python.solutions import selfie_segmentation
+
+BLUR, THRESHOLD, SOFTNESS, QUALITY = 50.0, 0.5, 0.3, 92
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+with selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    for path in sorted(src.glob("*.jpg")):
+        frame = cv2.imread(str(path))
+        mask = seg.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).segmentation_mask
+        sigma = BLUR / 100 * min(frame.shape[:2]) / 36
+        background = cv2.GaussianBlur(frame, (0, 0), sigma)
+        alpha = np.clip((mask - (THRESHOLD - SOFTNESS / 2)) / SOFTNESS, 0, 1)[:, :, None]
+        image = alpha * frame.astype(np.float32) + (1 - alpha) * background.astype(np.float32)
+        cv2.imwrite(str(out / path.name), np.clip(image + 0.5, 0, 255).astype(np.uint8),
+                    [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
+"""
 
 
 def make_photos(folder: Path, n: int) -> None:
@@ -48,13 +93,91 @@ def make_photos(folder: Path, n: int) -> None:
         cv2.imwrite(str(folder / f"photo{i:03d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--photos", type=int, default=50)
-    ap.add_argument("--jobs", default="1,2,3")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("-c", "--config")
-    a = ap.parse_args()
+def machine() -> str:
+    """CPU model, core count and the ISA flags that matter for INT8 inference."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = sorted(flags & {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}) or ["none of avx2/vnni/amx"]
+    return f"{model}, {os.cpu_count()} cores, {' '.join(isa)}"
+
+
+def mediapipe_python(venv: Path) -> Path:
+    """The interpreter of a venv with mediapipe 0.10.14, created on first use."""
+    py = venv / "bin" / "python"
+    check = [str(py), "-c", "import mediapipe; assert mediapipe.__version__ == '0.10.14'"]
+    if py.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return py
+    print(f"creating {venv} with {MEDIAPIPE} (once)…", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", MEDIAPIPE], check=True)
+    subprocess.run(check, check=True)
+    return py
+
+
+def _timed_run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall time and CPU time (user + sys of the child and its threads) of one whole run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        sys.exit(f"{cmd[0]} … failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def versus_mediapipe(a: argparse.Namespace) -> None:
+    py = mediapipe_python(Path(a.mediapipe_venv))
+    load_before = _loadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        make_photos(src, a.photos)
+        script = Path(tmp) / "plain.py"
+        script.write_text(PLAIN)
+        mp_env = dict(os.environ, GLOG_minloglevel="2", TF_CPP_MIN_LOG_LEVEL="2")
+        ours: list[tuple[float, float]] = []
+        theirs: list[tuple[float, float]] = []
+        for r in range(a.repeats):
+            # alternating, and which goes first alternates too: both see the same load on average
+            order = ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")
+            for side in order:
+                out = Path(tmp) / f"out-{side}-{r}"
+                if side == "ours":
+                    cmd = [sys.executable, "-m", "edgeportrait", "process", str(src), "-o", str(out), "--no-progress"]
+                    cmd += ["-c", a.config] if a.config else []
+                    ours.append(_timed_run(cmd))
+                else:
+                    theirs.append(_timed_run([str(py), str(script), str(src), str(out)], mp_env))
+        mo, mt = statistics.median(w for w, _ in ours), statistics.median(w for w, _ in theirs)
+        co, ct = statistics.median(c for _, c in ours), statistics.median(c for _, c in theirs)
+        print(f"{a.photos} photos 1920x1080 JPEG, whole process each, {a.repeats} alternating runs, median")
+        print(f"  machine: {machine()}; load average before/after: {load_before} / {_loadavg()}")
+        for name, runs, wall, cpu in (
+            ("edgeportrait process:                 ", ours, mo, co),
+            ("MediaPipe 0.10.14 + plain compositing:", theirs, mt, ct),
+        ):
+            print(f"  {name} {wall:.2f} s (runs: {', '.join(f'{w:.2f}' for w, _ in runs)}); CPU time {cpu:.2f} s")
+        print(f"  ratio of medians: {mt / mo:.2f}x wall, {ct / co:.2f}x CPU time")
+        # On a shared machine the longer side soaks up more of the others' load: the CPU-time ratio is the
+        # steadier figure; on an idle machine the wall ratio is the one that matters to a user.
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def jobs_sweep(a: argparse.Namespace) -> None:
     jobs = [int(j) for j in a.jobs.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
@@ -87,7 +210,7 @@ def main() -> None:
                 walls[j].append(wall)
                 cpus[j].append((cpu[src] - cpu[one]) / max(1, a.photos - 1))
         cores = os.cpu_count() or 1
-        print(f"{a.photos} photos 1920x1080 JPEG, {a.repeats} repeats, median")
+        print(f"{a.photos} photos 1920x1080 JPEG, {a.repeats} repeats, median; {machine()}")
         for j in jobs:
             cpu_ms = statistics.median(cpus[j]) * 1000
             print(
@@ -96,6 +219,25 @@ def main() -> None:
                 + f"); whole command {statistics.median(walls[j]):.2f} s; "
                 + f"CPU {cpu_ms:.1f} ms/photo = at most {cores * 1000 / cpu_ms:.1f} photos/s on {cores} idle cores"
             )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=None, help="photos in the folder (default 50; 60 side by side)")
+    ap.add_argument("--jobs", default="1,2,3")
+    ap.add_argument("--repeats", type=int, default=None, help="runs of each (default 3; 5 side by side)")
+    ap.add_argument("-c", "--config")
+    ap.add_argument("--versus-mediapipe", action="store_true", help="the side-by-side run against MediaPipe")
+    ap.add_argument("--mediapipe-venv", default=str(DEFAULT_VENV), help=f"venv for {MEDIAPIPE} (made if missing)")
+    a = ap.parse_args()
+    if a.versus_mediapipe:
+        a.photos = a.photos or 60
+        a.repeats = a.repeats or 5
+        versus_mediapipe(a)
+    else:
+        a.photos = a.photos or 50
+        a.repeats = a.repeats or 3
+        jobs_sweep(a)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ next frame. The cost is memory held for reuse, bounded by the trim threshold.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -31,8 +30,9 @@ def tune() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the symbols already loaded into this process (libc among them): ctypes.util.find_library("c")
+        # would run ldconfig in a subprocess, ~50 ms of every start
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -70,6 +70,7 @@ class CaptureService:
         on_result: ResultSink,
         on_error: ErrorSink,
         on_committed: Callable[[], None] | None = None,
+        quiet: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter
@@ -79,6 +80,8 @@ class CaptureService:
         self._on_result = on_result
         self._on_error = on_error
         self._on_committed = on_committed  # the result's number is on disk: it may be delivered
+        # keeps the live stream off the cores while a portrait is made (StreamPipeline.paused)
+        self._quiet = quiet or contextlib.nullcontext
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
@@ -153,6 +156,10 @@ class CaptureService:
         if countdown > 0:
             # a stop cuts the countdown short: the capture in progress still happens
             self._stop.wait(countdown)
+        with self._quiet():
+            self._shoot(req, cfg)
+
+    def _shoot(self, req: CaptureRequest, cfg: AppConfig) -> None:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         frame = self._frame(cfg)

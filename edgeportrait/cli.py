@@ -8,15 +8,18 @@ A user mistake is one line on stderr and an exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from edgeportrait import __version__
 from edgeportrait.errors import EX_CONFIG, EX_FATAL, EX_USAGE, ConfigError, FatalError, UserError
 
 PROG = "edgeportrait"
+# batch commands that end the process when done (see _exit_now)
+QUICK_EXIT = frozenset({"process", "segment"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,13 +30,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EX_USAGE)
 
 
+class _Version(argparse.Action):
+    """--version, looking the version up only when asked (see edgeportrait.__getattr__)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from edgeportrait import __version__
+
+        sys.stdout.write(f"{PROG} {__version__}\n")
+        parser.exit()
+
+
 def _add_config(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("-c", "--config", metavar="FILE", required=required, help="YAML config file")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Portrait-mode camera appliance.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -123,6 +139,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # pydantic looks for plugins in every installed package's metadata when the first model class is
+    # built (20-80 ms of each command's start, measured here); the command line uses none
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -133,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgeportrait import allocator
 
         allocator.tune()  # per-frame arrays stay on the heap (see allocator.py)
+    code = _run(args)
+    if argv is None and args.command in QUICK_EXIT:
+        _exit_now(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except ConfigError as e:
@@ -149,3 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EX_FATAL
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown.
+
+    When a batch command is done, everything it wrote is closed (and renamed into place); what
+    remains is Python's finalisation and OpenVINO unloading its plugins: 0.11-0.28 s (median 0.2 s,
+    8 runs) of a one-photo `process`, against 0.014 s this way. Only when main() is the program
+    itself (argv not given), never for a caller that goes on running.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)

@@ -136,6 +136,7 @@ class Daemon:
             self._on_result,
             self.publish_error,
             on_committed=self.spool.wake if self.spool is not None else None,
+            quiet=self.pipeline.paused,
         )
         self.captures.start()
         if self.link is not None and self.deliverer is not None:

@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,7 @@ class StreamPipeline:
         self._frames: queue.Queue[Frame] = queue.Queue(maxsize=cfg.queue_size)
         self._masked: queue.Queue[_Item] = queue.Queue(maxsize=cfg.queue_size)
         self._stop = threading.Event()
+        self._held = threading.Event()  # set while a capture runs (see paused)
         self._threads: list[threading.Thread] = []
         self._last_mask: np.ndarray | None = None
         self._last_composed = -1
@@ -101,6 +102,20 @@ class StreamPipeline:
             t.join(timeout)
         self._threads.clear()
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """While inside, the stream starts no inference and composes nothing (frames count as skipped).
+
+        A capture's full-resolution inference and compose then have the cores to themselves: on two
+        cores the stream's own inference and compose (every frame at max_fps) made them take two to
+        three times as long as alone. Only captures pause, one at a time.
+        """
+        self._held.set()
+        try:
+            yield
+        finally:
+            self._held.clear()
+
     # -- stage 1: camera reader thread (must not block) -------------------------
 
     def _on_frame(self, frame: Frame) -> None:
@@ -124,7 +139,7 @@ class StreamPipeline:
                 continue
             cfg = self.cfg
             now = time.monotonic()
-            if now < next_due:
+            if now < next_due or self._held.is_set():
                 with self._lock:
                     self.skipped += 1
                 continue
@@ -166,6 +181,10 @@ class StreamPipeline:
                 continue
             if frame.index <= self._last_composed:
                 self._drop(1)  # overtaken by a newer frame: showing it would step back in time
+                continue
+            if self._held.is_set():
+                with self._lock:
+                    self.skipped += 1
                 continue
             try:
                 self.compositor.compose(frame.image, mask)

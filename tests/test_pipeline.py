@@ -125,3 +125,21 @@ def test_frame_overtaken_by_a_newer_one_is_dropped_as_stale() -> None:
     finally:
         p.stop()
     assert [c[0] for c in comp.calls] == [5]
+
+
+def test_paused_stream_leaves_the_cores_to_a_capture_and_resumes() -> None:
+    """Inside paused() frames start no inference and are not composed (counted as skipped); after it, they are."""
+    p, cam, seg, comp = _pipeline()
+    p.start()
+    try:
+        with p.paused():
+            for i in range(5):
+                cam.push(i)
+                time.sleep(1 / 100)
+            _wait(lambda: p.stats()["skipped"] == 5)
+            assert seg.seen == [] and comp.calls == []
+        cam.push(5)
+        _wait(lambda: len(comp.calls) == 1)
+    finally:
+        p.stop()
+    assert seg.seen == [5] and comp.calls[0][0] == 5

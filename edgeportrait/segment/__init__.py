@@ -4,7 +4,11 @@
 needs the ``build`` extra and is imported only by ``edgeportrait model build``.
 """
 
-from edgeportrait.segment.segmenter import (
+from edgeportrait._openvino import import_openvino
+
+import_openvino()  # before segmenter's `import openvino`: the runtime without the converter (see there)
+
+from edgeportrait.segment.segmenter import (  # noqa: E402
     CallbackErrors,
     Segmenter,
     default_cache_dir,

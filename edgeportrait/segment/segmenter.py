@@ -169,8 +169,10 @@ class Segmenter:
     (:meth:`pop_errors` takes them without raising).
     """
 
-    def __init__(self, cfg: ModelConfig, core: ov.Core | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, core: ov.Core | None = None, *, cpu_threads: int | None = None) -> None:
         self.cfg = cfg
+        # threads of one inference on the CPU (None: OpenVINO's choice, all cores); see _device_config
+        self._cpu_threads = cpu_threads
         self.name: str = cfg.name
         self.core = core or ov.Core()
         # the IR of each precision, read and given its preprocessing once, on first use:
@@ -254,6 +256,12 @@ class Segmenter:
             config["INFERENCE_PRECISION_HINT"] = "f32"
         elif dev == "AUTO":
             config["DEVICE_PROPERTIES"] = {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+        if self._cpu_threads is not None:
+            # a caller that works on several frames side by side (process) keeps each inference on one
+            # core: spread over all of them it costs more CPU time in synchronisation than it saves
+            cpu = config if dev == "CPU" else config.get("DEVICE_PROPERTIES", {}).get("CPU")
+            if cpu is not None:
+                cpu["INFERENCE_NUM_THREADS"] = self._cpu_threads
         return config
 
     def _compile(self, start: int) -> tuple[ov.CompiledModel, str, int]:
