@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
 import pytest
 
 from edgeportrait.config import ModelConfig
 from edgeportrait.segment import Segmenter
 from edgeportrait.segment.precision import choose, cpu_flags, cpu_int8
+from edgeportrait.segment.segmenter import is_quantized
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
 
 AVX2 = {"sse4_2", "avx", "avx2", "fma"}
 VNNI = AVX2 | {"avx512f", "avx512_vnni"}
@@ -64,7 +70,28 @@ def test_segmenter_runs_what_auto_chose_on_this_machine(tmp_path: Path) -> None:
     """The Segmenter loads the IR of the precision choose() gives for this CPU, and says so."""
     seg = Segmenter(ModelConfig(name="landscape", precision="auto", device="CPU", cache_dir=tmp_path))
     want, why = choose("auto", "CPU", ["CPU"])
+    if want == "int8" and not is_quantized(ov.Core().read_model(MODELS / "selfie_landscape_int8.xml")):
+        want, why = "fp32", f"{why}, but the INT8 model has no quantized layer (see models/README.md)"
     assert (seg.precision, seg.precision_reason) == (want, why)
     assert seg.path.name == f"selfie_landscape_{want}.xml"
     forced = Segmenter(ModelConfig(name="landscape", precision="int8", device="CPU", cache_dir=tmp_path))
     assert forced.precision == "int8" and forced.path.name == "selfie_landscape_int8.xml"
+
+
+def test_auto_does_not_pick_an_int8_model_that_has_no_quantized_layer(tmp_path: Path, monkeypatch) -> None:
+    """On a device where auto would pick INT8, an INT8 IR without FakeQuantize (accuracy control kept
+    every layer in float) runs as FP32, and the reason says so; a quantized one runs as INT8."""
+    import edgeportrait.segment.segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module, "choose", lambda *a: ("int8", "auto: test CPU has avx512_vnni"))
+    for name in ("general", "landscape"):
+        for p in ("fp32", "int8"):
+            for ext in ("xml", "bin"):
+                (tmp_path / f"selfie_{name}_{p}.{ext}").symlink_to(MODELS / f"selfie_{name}_fp32.{ext}")
+    seg = Segmenter(ModelConfig(name="landscape", precision="auto", device="CPU", dir=tmp_path, cache_dir=tmp_path))
+    assert seg.precision == "fp32" and "no quantized layer" in seg.precision_reason
+
+    x = ops.parameter([1, 4, 4, 3], ov.Type.f32)
+    lo, hi = ops.constant(np.float32(0)), ops.constant(np.float32(1))
+    fq = ops.fake_quantize(x, lo, hi, lo, hi, 256)
+    assert is_quantized(ov.Model([fq], [x])) and not is_quantized(ov.Model([ops.relu(x)], [x]))

@@ -81,52 +81,65 @@ METHOD = (
     "NNCF post-training quantization, calibrated on the data set's calibration part. Preset MIXED "
     "(asymmetric activations); `overflow_fix` on every layer (7-bit weights, so that the 16-bit sums of "
     "u8×s8 products cannot saturate on CPUs without VNNI: the same masks on AVX2, AVX-512 and SSE4.1). "
-    "Kept in floating point: the last convolution with its DepthToSpace (the model's logits), the "
-    "depthwise convolutions (which the CPU runs in f32 anyway), ReduceMean, and the squeeze-excitation "
-    "branches. Then `nncf.quantize_with_accuracy_control` against the FP32 model on the validation part: "
-    "the metric is the mean sure_iou of INT8 against FP32 over the worst tenth of the validation images, "
-    "and layers are reverted to FP32 while it is more than the allowed drop below FP32's."
+    "Kept in floating point from the start: the last convolution with its DepthToSpace (the model's "
+    "logits), the depthwise convolutions (which the CPU runs in f32 anyway), ReduceMean, and the "
+    "squeeze-excitation branches. Then `nncf.quantize_with_accuracy_control` against the FP32 model on the "
+    "validation part: the metric is the mean sure_iou of INT8 against FP32 over the worst tenth of the "
+    "validation images, and layers are reverted to FP32 while it is below FP32's (allowed drop 0). "
+    "**With that bar accuracy control reverts every layer of both models: the INT8 files hold no quantized "
+    "layer and compute what FP32 does** (see below for every looser bar tried and what it did on the "
+    "held-out part). `model.precision: auto` sees that and runs FP32; `int8` still loads these files."
 )
-# What was tried on the way, for the README. Every figure is on the validation part
-# (never the held-out one), general model, INT8 against FP32, on a 2-core AMD EPYC with
-# AVX2 and no VNNI.
+# What was tried on the way, for the README. Figures on the validation part unless said;
+# measured on a 2-core AMD EPYC with AVX2 and no VNNI.
 TRIED = """
-## How the INT8 recipe was found
+## How the INT8 recipe was found, and why no layer is left in INT8
 
 The first INT8 models (calibrated on augmentations of three portraits, `overflow_fix` on the
 first layer only, allowed drop 0.04 of pooled IoU) scored 0.987 / 0.971 (mean / worst IoU@0.5)
-on the golden portraits where they were built, on a CPU with VNNI; on this AVX2-only CPU, on
-the held-out part, general INT8 scored 0.761 mean IoU@0.5 with whole frames of nobody marked
-person. Steps, on the validation part (general, INT8 vs FP32, mean / worst image, no accuracy
-control unless said):
+on the golden portraits on the CPU they were built on (with VNNI); on this AVX2-only CPU, on
+the held-out part, the general one scored 0.761 mean IoU@0.5, with whole frames of nobody
+marked person. Steps, general model, INT8 against FP32 on the validation part, mean / worst
+image, no accuracy control unless said:
 
 | variant | IoU@0.5 | sure_iou |
 |---|---|---|
-| new calibration part, `overflow_fix` first layer only | 0.791 / 0.000 | – |
+| new calibration part, `overflow_fix` on the first layer only | 0.791 / 0.000 | – |
 | + `overflow_fix` on every layer | 0.905 / 0.000 | 0.952 / 0.000 |
 | + squeeze-excitation branches in float | 0.921 / 0.350 | 0.980 / 0.648 |
-| + decoder (everything after the first upsampling) in float too | 0.928 / 0.379 | 0.981 / 0.613 |
-| only the first convolution quantized, all else float | 0.942 / 0.273 | 0.991 / 0.847 |
-| accuracy control on plain IoU, allowed drop 0.01 | 1.000 / 1.000 (all 83 quantizers reverted: FP32) | – |
-| accuracy control on mean sure_iou, drop 0.01 (7 of 51 reverted) | 0.997 / 0.970 vs FP32 | – |
+| + the decoder (all after the first upsampling) in float too | 0.928 / 0.379 | 0.981 / 0.613 |
+| only the first convolution quantized (input + 7-bit weights), all else float | 0.942 / 0.273 | 0.991 / 0.847 |
+| `overflow_fix` off, only the first convolution quantized | 0.825 / 0.005 | – |
 
-The model is fragile under 8-bit activations: quantizing its first convolution alone
-(input and 7-bit weights) costs 0.06 mean IoU@0.5 on the validation part. Most of that is
-on people of a few dozen pixels, where the model itself hesitates (soft masks near 0.5), but
-not all: sure_iou, which leaves those pixels out, still falls to 0.85 on the worst image.
-`nncf`'s channel alignment and full bias correction changed nothing here. The recipe with
-accuracy control on the *mean* sure_iou (the row above the last) failed on the held-out part
-on frames with nobody in front of textures unlike any calibration background (landscape: mean
-0.805, worst 0.000 in that class): that is the one time the held-out part informed a
-choice — the calibration and validation parts got 30 more backgrounds (none of the held-out
-part's) and accuracy control the tail metric. On this AVX2 CPU INT8 is no faster than
-FP32 (CPU time ratio 1.03–1.09), which is why `model.precision: auto` runs FP32 here.
+NNCF's channel alignment and full bias correction changed nothing; its SmoothQuant for
+convolutions fails on this graph. Every quantized block, alone, costs 0.02–0.06 mean IoU@0.5;
+much of that is on people of a few dozen pixels where the model itself hesitates, but not all
+(sure_iou, which leaves those pixels out, still falls to 0.85 on the worst image).
+
+Accuracy control, then the held-out part (sure_iou, mean / worst image). The held-out part was
+looked at after each of these, so the last choice was made knowing it: the bar was tightened
+until the held-out part stopped failing, and at that point nothing is quantized.
+
+| accuracy control | kept in INT8 (FakeQuantize ops) | held-out general | held-out landscape |
+|---|---|---|---|
+| plain IoU@0.5 vs FP32, mean, drop 0.01 | general 0 (30 min on 2 cores) | – | – |
+| sure_iou, mean, drop 0.01 | general 49, landscape 46 | 0.994 / 0.813 | 0.969 / 0.000 (nobody 0.805) |
+| sure_iou, worst tenth, drop 0.02 (30 more calibration/validation backgrounds) | general 1, landscape 42 | 1.000 / 0.999 | 0.928 / 0.000 (group 0.811, full body 0.855) |
+| sure_iou, worst tenth, drop 0.005 | general 2, landscape 27 | 1.000 / 0.999 | 0.978 / 0.000 (an empty street marked person) |
+| sure_iou, worst tenth, drop 0 (this build) | none | = FP32 | = FP32 |
+
+So with post-training quantization these models are either wrong on some held-out scene or
+not quantized at all; the validation part, though made from other sources in the same way,
+did not predict which held-out scenes INT8 gets wrong. On this AVX2 CPU INT8 was also no
+faster than FP32 (CPU time ratio 1.03–1.09 for the partly quantized variants). What would
+change it: quantization-aware training (needs the training pipeline and data MediaPipe does
+not publish), or an INT8 kernel path with per-channel activation scales.
 """
 
 # INT8's metric (the mean sure_iou of the worst TAIL of the validation images, against FP32)
 # may be at most this far below FP32's (1.0) before accuracy control reverts layers to FP32.
 TAIL = 0.1
-MAX_DROP = 0.005
+MAX_DROP = 0.0
 RANKING_SUBSET = 24  # validation images per ranking step: ranking 51 quantizers on all 84 took 30 min on 2 cores
 
 

@@ -129,6 +129,11 @@ def _with_preprocessing(model: ov.Model) -> ov.Model:
     return ppp.build()
 
 
+def is_quantized(model: ov.Model) -> bool:
+    """Whether an IR runs any layer in 8 bits (NNCF marks them with FakeQuantize)."""
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
 class CallbackErrors(RuntimeError):
     """Raised by :meth:`Segmenter.wait_all` when callbacks raised; ``errors`` holds them all."""
 
@@ -277,6 +282,8 @@ class Segmenter:
                 logger.info("device %s not present (available: %s)", dev, ", ".join(available) or "none")
                 continue
             precision, why = choose(self.cfg.precision, dev, available)
+            if self.cfg.precision == "auto" and precision == "int8" and not is_quantized(self._model("int8")):
+                precision, why = "fp32", f"{why}, but the INT8 model has no quantized layer (see models/README.md)"
             model = self._model(precision)
             try:
                 compiled = self.core.compile_model(model, dev, self._device_config(dev))
