@@ -28,6 +28,7 @@ from edgeportrait.compose import compose, foreground_fraction
 from edgeportrait.config import AppConfig, PortraitConfig
 from edgeportrait.health import Window
 from edgeportrait.imageio import encode_jpeg
+from edgeportrait.logsafe import shown
 from edgeportrait.publish.commands import CommandError
 from edgeportrait.results import CaptureStore, SeqCounter, jpeg_for_mqtt
 from edgeportrait.segment.segmenter import Segmenter
@@ -121,7 +122,7 @@ class CaptureService:
             raise CommandError(
                 "busy", f"{self._queue.maxsize} captures already waiting; try again later", req.id
             ) from None
-        logger.info("capture %s queued (trigger %s)", req.id, req.trigger)
+        logger.info("capture %s queued (trigger %s)", shown(req.id), req.trigger)
 
     @property
     def waiting(self) -> int:
@@ -138,11 +139,11 @@ class CaptureService:
                 self._take(req)
             except CommandError as e:
                 self.failed += 1
-                logger.warning("capture %s failed: %s", req.id, e.detail)
+                logger.warning("capture %s failed: %s", shown(req.id), shown(e.detail, 500))
                 self._on_error(req.id, e.code, e.detail)
             except Exception as e:  # a capture failing must not end the worker
                 self.failed += 1
-                logger.exception("capture %s failed", req.id)
+                logger.exception("capture %s failed", shown(req.id))
                 self._on_error(req.id, "capture_failed", f"{type(e).__name__}: {e}")
             if self._stop.is_set() and self._queue.empty():
                 return
@@ -211,7 +212,7 @@ class CaptureService:
             self._on_committed()
         self.made += 1
         self.latency_ms.add((time.monotonic() - req.received) * 1000)
-        logger.info("capture %s: seq %d, %s (%d bytes)", req.id, seq, path, len(full))
+        logger.info("capture %s: seq %d, %s (%d bytes)", shown(req.id), seq, shown(path), len(full))
 
     def _frame(self, cfg: AppConfig) -> Frame:
         timeout = cfg.capture.timeout_s

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from edgeportrait import __version__
 from edgeportrait.errors import EX_CONFIG, EX_FATAL, EX_USAGE, ConfigError, FatalError, UserError
+from edgeportrait.logsafe import SafeFormatter, escape
 
 PROG = "edgeportrait"
 
@@ -118,11 +119,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # one record is one line: text from outside (an id, a file name) cannot forge another
+    handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if args.command in ("run", "process", "bench"):
         from edgeportrait import allocator
 
@@ -131,13 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as e:
         for line in e.lines:
-            sys.stderr.write(f"{line}\n")
+            sys.stderr.write(f"{escape(line)}\n")
         return EX_CONFIG
     except UserError as e:
-        sys.stderr.write(f"{PROG}: {e}\n")
+        sys.stderr.write(f"{PROG}: {escape(str(e))}\n")
         return e.exit_code
     except FatalError as e:
-        sys.stderr.write(f"{PROG}: {e}\n")
+        sys.stderr.write(f"{PROG}: {escape(str(e))}\n")
         return EX_FATAL
     except KeyboardInterrupt:
         return 130

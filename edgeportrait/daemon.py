@@ -27,6 +27,7 @@ from edgeportrait.compose import Compositor
 from edgeportrait.config import AppConfig, ModelConfig, load_config
 from edgeportrait.errors import FatalError
 from edgeportrait.health import SystemStats, percentile
+from edgeportrait.logsafe import shown
 from edgeportrait.pipeline import StreamPipeline
 from edgeportrait.publish.commands import (
     CommandError,
@@ -220,7 +221,7 @@ class Daemon:
                 self.link.publish(self.link.topic("result"), json.dumps(outcome.result))
 
     def publish_error(self, command_id: str | None, code: str, detail: str) -> None:
-        logger.warning("error %s for id %s: %s", code, command_id, detail)
+        logger.warning("error %s for id %s: %s", code, shown(command_id), shown(detail, 500))
         if self.link is not None and self.link.connected:
             payload = {"id": command_id, "error": code, "detail": detail}
             self.link.publish(self.link.topic("error"), json.dumps(payload))

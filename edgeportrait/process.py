@@ -32,6 +32,7 @@ import cv2
 
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
 from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir, prepare_batch, read_image, unique_stems
+from edgeportrait.logsafe import escape, shown
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Progress:
         with self._lock:
             if self.tty:
                 self.stream.write("\r\x1b[K")
-            self.stream.write(text + "\n")
+            self.stream.write(escape(text) + "\n")
             if self.tty and self.done:
                 self.stream.write(self._line())
             self.stream.flush()
@@ -219,7 +220,7 @@ def _run(inputs: list[Path], one: Callable[[Path], Path], jobs: int, progress: P
                     progress.message(f"{PROG}: {e}")
                     progress.step(failed=True)
                     continue
-                logger.debug("%s -> %s", path, target)
+                logger.debug("%s -> %s", shown(path), shown(target))
                 progress.step()
     except BaseException:
         # Ctrl-C or a fatal error: do not start the photos still queued
