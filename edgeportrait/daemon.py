@@ -350,7 +350,8 @@ class Daemon:
                 "pending": self.link.pending if self.link else 0,
                 "connected": self.link.connected if self.link else False,
                 "connects": self.link.connects if self.link else 0,
-                "spool": self.spool.stats() if self.spool else None,
+                # (an empty spool is falsy: test for None, not truth)
+                "spool": self.spool.stats() if self.spool is not None else None,
             },
             "system": self.system.snapshot(),
         }

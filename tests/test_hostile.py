@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Broker
+from mqtt_watch import Watcher
 from test_daemon import Daemon, end_daemon, start_daemon
 
 
@@ -63,3 +64,74 @@ def test_text_from_the_broker_is_logged_escaped(daemon: Daemon, suffix: str, pay
     assert "\u2028" not in text and "\u202e" not in text
     forged = [ln for ln in text.splitlines() if ln.startswith(("ERROR edgeportrait.daemon: FORGED", "FORGED"))]
     assert forged == []
+
+
+# -- retained commands and their clears --------------------------------------------
+
+
+def test_health_shows_an_empty_spool_as_zero_counts(daemon: Daemon) -> None:
+    """An empty spool is {"entries": 0, "bytes": 0, "dropped": 0} in health, not null."""
+    mark = daemon.watch.mark()
+    daemon.cmd("health/get", b"")
+    m = daemon.wait("health", lambda m: json.loads(m.payload)["mqtt"]["spool"] is not None
+                    and json.loads(m.payload)["mqtt"]["spool"]["entries"] == 0, start=mark)
+    assert json.loads(m.payload)["mqtt"]["spool"] == {"entries": 0, "bytes": 0, "dropped": 0}
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_retained_commands_are_refused_with_their_id_and_their_clears_do_nothing(
+    mosquitto: Broker, tmp_path: Path, protocol: str
+) -> None:
+    """Retained commands found at connect → `retained` errors carrying the payload's id; the empty
+    retained messages that clear them (capture, settings/set, health/get) are no command at all."""
+    device = f"it-retained-{protocol.replace('.', '')}"
+    base = f"edgeportrait/{device}"
+    left = {
+        "capture": json.dumps({"id": "ret-capture"}),
+        "settings/set": json.dumps({"id": "ret-set", "portrait": {"blur": 3}}),
+        "health/get": "please",
+    }
+    d: Daemon | None = None
+    w = Watcher(mosquitto.host, mosquitto.port, ["test/unused"])
+    try:
+        for suffix, payload in left.items():
+            w.publish(f"{base}/{suffix}", payload, retain=True)
+        d = start_daemon(tmp_path, mosquitto, device, mqtt={"protocol": protocol}, health={"interval_s": 300})
+        errors = [d.error(lambda e, cid=cid: e["id"] == cid) for cid in ("ret-capture", "ret-set")]
+        assert [e["error"] for e in errors] == ["retained", "retained"]
+        d.error(lambda e: e["error"] == "retained" and "health/get" in e["detail"])
+        d.wait("health")  # the one published on connect
+        mark = d.watch.mark()
+        for suffix in left:
+            w.publish(f"{base}/{suffix}", b"", retain=True)
+        d.cmd("capture", {"id": "after-clears"})
+        d.result("after-clears", start=mark)
+        time.sleep(0.3)  # room for a wrong answer to a clear, published after the result, to arrive
+        seen = [(m.topic.removeprefix(base + "/"), m.payload) for m in d.watch.messages[mark:]
+                if not m.topic.endswith("/result/image")]
+        results = [json.loads(p)["id"] for t, p in seen if t == "result"]
+        assert results == ["after-clears"], seen
+        assert [t for t, _ in seen if t in ("error", "health", "settings/state")] == [], seen
+    finally:
+        for suffix in left:
+            w.publish(f"{base}/{suffix}", b"", retain=True)
+        w.close()
+        if d is not None:
+            end_daemon(d)
+
+
+def test_a_live_retained_fleet_capture_is_refused_and_its_clear_takes_no_picture(daemon: Daemon) -> None:
+    """MQTT 5: `mosquitto_pub -r` on the fleet topic → `retained` error with its id; `-r -n` → nothing."""
+    fleet = "edgeportrait/all/capture"
+    mark = daemon.watch.mark()
+    try:
+        daemon.watch.publish(fleet, json.dumps({"id": "fleet-ret"}), retain=True)
+        err = daemon.error(lambda e: e["id"] == "fleet-ret", start=mark)
+        assert err["error"] == "retained"
+    finally:
+        daemon.watch.publish(fleet, b"", retain=True)
+    daemon.cmd("capture", {"id": "after-fleet-clear"})
+    daemon.result("after-fleet-clear", start=mark)
+    time.sleep(0.3)
+    results = [json.loads(m.payload)["id"] for m in daemon.watch.messages[mark:] if m.topic == f"{daemon.base}/result"]
+    assert results == ["after-fleet-clear"]

@@ -83,6 +83,14 @@ def peek_id(data: Any) -> str | None:
     return None
 
 
+def peek_payload_id(payload: bytes) -> str | None:
+    """The id of a command not otherwise parsed (e.g. refused as retained), if it has one."""
+    try:
+        return peek_id(parse_json(payload, allow_empty=True))
+    except CommandError:
+        return None
+
+
 def _first_errors(err: ValidationError) -> str:
     return "; ".join(validation_messages(err))
 

@@ -26,9 +26,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.errors import FatalError
+from edgeportrait.logsafe import shown
+from edgeportrait.publish.commands import peek_payload_id
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,9 @@ class MqttLink:
         self._stopping = False
         self._inflight: list[paho.MQTTMessageInfo] = []
         self._inflight_lock = threading.Lock()
+        # command topics on which a retained message was found: with MQTT 3.1.1 the
+        # broker forwards the empty message that clears it without the retain flag
+        self._retained_seen: set[str] = set()
         self.connects = 0
         self.failures = 0  # connection attempts that failed since the last success
         self.last_error: str | None = None
@@ -271,7 +277,13 @@ class MqttLink:
         _no_delay(client)
         self._connected.set()
         logger.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.subscribe([(t, 1) for t, _ in self.subscriptions()])
+        if self.v5:
+            # retain-as-published: a live message keeps its retain flag, so the empty
+            # retained message that clears a command is told apart from an empty capture
+            opts = SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe([(t, opts) for t, _ in self.subscriptions()])
+        else:
+            client.subscribe([(t, 1) for t, _ in self.subscriptions()])
 
     def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         # `online` only once the broker confirmed the subscriptions: a client that
@@ -311,15 +323,41 @@ class MqttLink:
         if not self._stopping and was:
             logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
 
+    def _is_retained_clear(self, msg: paho.MQTTMessage) -> bool:
+        """An empty message that clears a retained one (never a command)."""
+        if len(msg.payload) != 0:
+            return False
+        if msg.retain:  # found on the broker, or live with retain-as-published (MQTT 5)
+            self._retained_seen.discard(msg.topic)
+            return True
+        # MQTT 3.1.1 forwards a live clear without the flag: it is a clear when a
+        # retained command was seen on that topic (and an empty capture otherwise)
+        if msg.topic in self._retained_seen:
+            self._retained_seen.discard(msg.topic)
+            return True
+        return False
+
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         kind = next((k for t, k in self.subscriptions() if t == msg.topic), None)
         if kind is None:
             logger.debug("MQTT: ignoring message on %s", msg.topic)
             return
+        if kind != "ha_status" and self._is_retained_clear(msg):
+            # `mosquitto_pub -r -n` (the cure for a `retained` error) is not a command,
+            # on any topic: on the fleet topic it would make every booth take a picture
+            logger.info("MQTT: retained message on %s cleared (not a command)", shown(msg.topic))
+            return
         if msg.retain and kind != "ha_status":
             # A retained command left on the broker would re-fire on every
             # reconnect; commands are events, not state.
-            self._on_error(None, "retained", f"{msg.topic}: retained commands are not executed")
+            self._retained_seen.add(msg.topic)
+            cid = peek_payload_id(msg.payload) if len(msg.payload) <= self.cfg.max_message_bytes else None
+            self._on_error(
+                cid,
+                "retained",
+                f"{msg.topic}: retained commands are not executed "
+                "(clear it: mosquitto_pub -r -n -t TOPIC; send commands without the retain flag)",
+            )
             return
         if len(msg.payload) > self.cfg.max_message_bytes:
             self._on_error(
