@@ -34,15 +34,18 @@ def _add_config(p: argparse.ArgumentParser, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Portrait-mode camera appliance.")
+    # the parser of each (sub)command, by its command words: a wrong flag is
+    # reported by the subcommand it was given to (`edgeportrait process: error: …`)
+    commands: dict[tuple[str, ...], argparse.ArgumentParser] = {}
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    p = commands["run",] = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     _add_config(p, required=True)
 
-    p = sub.add_parser("process", help="portrait mode for image files or folders")
+    p = commands["process",] = sub.add_parser("process", help="portrait mode for image files or folders")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.jpg go")
     _add_config(p, required=False)
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: CPU count + 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
 
-    p = sub.add_parser("segment", help="write person masks as 8-bit PNG")
+    p = commands["segment",] = sub.add_parser("segment", help="write person masks as 8-bit PNG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.png go")
     p.add_argument("--model", choices=["general", "landscape"], default="general")
@@ -62,24 +65,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     csub.required = True
-    pc = csub.add_parser("check", help="validate a config file; every error with its YAML line")
+    pc = commands["config", "check"] = csub.add_parser(
+        "check", help="validate a config file; every error with its YAML line"
+    )
     _add_config(pc, required=True)
 
     p = sub.add_parser("model", help="model tools")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=_Parser)
     msub.required = True
-    pm = msub.add_parser("build", help="rebuild the IR files in models/ from their pinned source")
+    pm = commands["model", "build"] = msub.add_parser(
+        "build", help="rebuild the IR files in models/ from their pinned source"
+    )
     pm.add_argument("--out", metavar="DIR", default="models", help="output directory (default: models)")
     pm.add_argument("--wheel", metavar="FILE", help="a local mediapipe==0.10.14 wheel (default: pip download)")
     pm.add_argument("--no-progress", action="store_true", help="no progress display")
 
-    p = sub.add_parser("bench", help="measure the pipeline stages")
+    p = commands["bench",] = sub.add_parser("bench", help="measure the pipeline stages")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--runs", type=int, default=30, metavar="N", help="runs per measurement (default 30)")
     p.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p,1080p,4k or WxH")
     p.add_argument("--input", metavar="IMAGE", help="use this photo instead of a generated frame")
     _add_config(p, required=False)
+    parser.set_defaults(_commands=commands)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown flag is reported by the subcommand that got it."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        words = (args.command, getattr(args, "config_command", None) or getattr(args, "model_command", None))
+        commands = args._commands
+        owner = commands.get(tuple(w for w in words if w)) or commands.get((args.command,)) or parser
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -118,7 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     handler = logging.StreamHandler(sys.stderr)
     # one record is one line: text from outside (an id, a file name) cannot forge another
     handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
@@ -131,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as e:
         for line in e.lines:
-            sys.stderr.write(f"{escape(line)}\n")
+            sys.stderr.write(f"{PROG}: {escape(line)}\n")
         return EX_CONFIG
     except UserError as e:
         sys.stderr.write(f"{PROG}: {escape(str(e))}\n")

@@ -21,6 +21,7 @@ from test_daemon import Daemon, end_daemon, start_daemon
 @pytest.fixture(scope="module")
 def daemon(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = start_daemon(tmp_path_factory.mktemp("hostile"), mosquitto, "it-hostile")
+    d.wait("settings/state")  # published on connect: later ones are answers to the tests
     yield d
     end_daemon(d)
 
@@ -135,3 +136,29 @@ def test_a_live_retained_fleet_capture_is_refused_and_its_clear_takes_no_picture
     time.sleep(0.3)
     results = [json.loads(m.payload)["id"] for m in daemon.watch.messages[mark:] if m.topic == f"{daemon.base}/result"]
     assert results == ["after-fleet-clear"]
+
+
+# -- numbers are numbers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "payload"),
+    [
+        ("settings/set", {"portrait": {"color": ["1", "2", "3"]}}),
+        ("settings/set", {"portrait": {"color": [True, False, True]}}),
+        ("settings/set", {"portrait": {"color": [10, 20, "30"]}}),
+        ("settings/set", {"pipeline": {"segment_every": True}}),
+        ("settings/set", {"capture": {"jpeg_quality": "90"}}),
+        ("capture", {"settings": {"portrait": {"color": [True, 2, 3]}}}),
+        ("capture", {"settings": {"portrait": {"color": ["0", "0", "0"]}}}),
+    ],
+)
+def test_strings_and_booleans_are_not_numbers_over_mqtt(daemon: Daemon, suffix: str, payload: dict) -> None:
+    """A string or boolean where a number (or a list of numbers) belongs → invalid_value; nothing changes."""
+    cid = f"num-{abs(hash(json.dumps(payload))) % 10**8}"
+    mark = daemon.watch.mark()
+    daemon.cmd(suffix, {"id": cid, **payload})
+    err = daemon.error(lambda e: e["id"] == cid, start=mark)
+    assert err["error"] == "invalid_value" and "a number is expected" in err["detail"], err
+    assert not [m for m in daemon.watch.messages[mark:] if m.topic in (f"{daemon.base}/settings/state",
+                                                                       f"{daemon.base}/result")]

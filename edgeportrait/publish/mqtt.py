@@ -351,7 +351,7 @@ class MqttLink:
             # A retained command left on the broker would re-fire on every
             # reconnect; commands are events, not state.
             self._retained_seen.add(msg.topic)
-            cid = peek_payload_id(msg.payload) if len(msg.payload) <= self.cfg.max_message_bytes else None
+            cid = peek_payload_id(bytes(msg.payload)) if len(msg.payload) <= self.cfg.max_message_bytes else None
             self._on_error(
                 cid,
                 "retained",
