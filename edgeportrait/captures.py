@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,7 @@ class CaptureService:
     def __init__(
         self,
         camera: Camera,
-        segmenter: Callable[[], Segmenter],
+        segmenter: Callable[[], AbstractContextManager[Segmenter]],
         config: Callable[[], AppConfig],
         store: CaptureStore,
         seq: SeqCounter,
@@ -159,8 +160,8 @@ class CaptureService:
         frame = self._frame(cfg)
         t1 = time.perf_counter()
         timings["frame"] = (t1 - t0) * 1000
-        segmenter = self._segmenter()
-        mask = segmenter.infer(frame.image)
+        with self._segmenter() as segmenter:  # the model in use, kept open for this inference
+            mask = segmenter.infer(frame.image)
         t2 = time.perf_counter()
         timings["segment"] = (t2 - t1) * 1000
         portrait_cfg, quality = self._settings_for(cfg, req)

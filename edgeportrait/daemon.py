@@ -40,7 +40,7 @@ from edgeportrait.publish.delivery import Deliverer
 from edgeportrait.publish.discovery import discovery_messages
 from edgeportrait.publish.mqtt import Command, MqttLink
 from edgeportrait.results import CaptureStore, SeqCounter, Spool, default_state_dir
-from edgeportrait.segment.segmenter import Segmenter
+from edgeportrait.segment.swap import ModelSlot, model_key
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +49,15 @@ logger = logging.getLogger(__name__)
 DRAIN_S = 2.0
 
 
-def _model_key(cfg: AppConfig) -> tuple[str, str, str]:
-    return (cfg.model.name, cfg.model.precision, cfg.model.device)
-
-
 class Daemon:
     def __init__(self, cfg: AppConfig) -> None:
         self.cfg = cfg
         self._cfg_lock = threading.Lock()
-        self._model_lock = threading.Lock()  # one model swap at a time
         self._stop = threading.Event()
         self._started = time.monotonic()
         self.state = "starting"
         self._teardown: list[tuple[str, Any]] = []
-        self.segmenter: Segmenter | None = None
+        self.models: ModelSlot | None = None
         self.camera: Camera | None = None
         self.pipeline: StreamPipeline | None = None
         self.captures: CaptureService | None = None
@@ -100,8 +95,8 @@ class Daemon:
         logger.info("state in %s, portraits to %s", state_dir, cfg.capture.output_dir)
 
         sdnotify.status("compiling the model")
-        self.segmenter = Segmenter(cfg.model)
-        self._teardown.append(("segmenter", self.segmenter.close))
+        self.models = ModelSlot(cfg.model, self._model_swapped, self._model_failed)
+        self._teardown.append(("model", self.models.close))
 
         self.camera = Camera(cfg.camera)
         self.camera.start()
@@ -113,7 +108,7 @@ class Daemon:
         self.watchdog = sdnotify.Watchdog(excuse=lambda: camera.state != "ok" and camera.supervisor_alive())
         self.compositor = Compositor(cfg.portrait)
         self.pipeline = StreamPipeline(
-            self.camera, self._current_segmenter, self.compositor, cfg.pipeline, self.watchdog.frame_flowed
+            self.camera, self.models.use, self.compositor, cfg.pipeline, self.watchdog.frame_flowed
         )
         self.pipeline.start()
         self._teardown.append(("pipeline", self.pipeline.stop))
@@ -130,7 +125,7 @@ class Daemon:
         # progress while it can still be delivered (the one exception to reverse order).
         self.captures = CaptureService(
             self.camera,
-            self._current_segmenter,
+            self.models.use,
             self.config,
             store,
             seq,
@@ -200,10 +195,6 @@ class Daemon:
 
     # -- stages' hooks ---------------------------------------------------------------
 
-    def _current_segmenter(self) -> Segmenter:
-        assert self.segmenter is not None
-        return self.segmenter
-
     def _on_result(self, outcome: CaptureOutcome) -> None:
         if self.spool is None:
             return
@@ -240,8 +231,12 @@ class Daemon:
             elif cmd.kind == "settings":
                 changes, cid = parse_settings(cmd.payload)
                 with self._cfg_lock:
-                    new = apply_settings(self.cfg, changes, cid)
-                    self._apply(new, cid)
+                    # a model change merges into the model asked for last (still compiling, maybe)
+                    base = self.cfg
+                    if self.models is not None:
+                        base = base.model_copy(update={"model": self.models.target})
+                    new = apply_settings(base, changes, cid)
+                    self._apply(base, new, cid)
             elif cmd.kind == "health":
                 self.publish_health()
             elif cmd.kind == "ha_status" and cmd.payload.strip() == b"online":
@@ -267,14 +262,16 @@ class Daemon:
 
     # -- settings ----------------------------------------------------------------------
 
-    def _apply(self, new: AppConfig, cid: str | None) -> None:
-        """Switch to ``new`` (validated); a model change compiles in the background first."""
-        old = self.cfg
-        if _model_key(new) != _model_key(old):
-            wanted = new.model
-            # keep the running model in the config until the new one is compiled
-            new = new.model_copy(update={"model": old.model})
-            threading.Thread(target=self._swap_model, args=(wanted, cid), name="model-swap", daemon=True).start()
+    def _apply(self, base: AppConfig, new: AppConfig, cid: str | None) -> None:
+        """Switch to ``new`` (validated against ``base``); a model change compiles in the background.
+
+        ``B/settings/state`` describes what runs: the running model stays in the
+        config until the one asked for is swapped in (:meth:`_model_swapped`).
+        """
+        if self.models is not None and model_key(new.model) != model_key(base.model):
+            # the last request wins, also one for the model that runs (it cancels a pending switch)
+            self.models.request(new.model, cid)
+        new = new.model_copy(update={"model": self.cfg.model})
         self.cfg = new
         self.compositor.settings = new.portrait
         if self.pipeline is not None:
@@ -282,21 +279,14 @@ class Daemon:
         logger.info("settings changed: %s", json.dumps(runtime_state(new)))
         self._publish_settings_state()
 
-    def _swap_model(self, wanted: ModelConfig, cid: str | None) -> None:
-        with self._model_lock:
-            logger.info("compiling %s %s for %s", wanted.name, wanted.precision, wanted.device)
-            try:
-                seg = Segmenter(wanted)
-            except Exception as e:
-                self.publish_error(cid, "model_failed", str(e))
-                return
-            old_seg, self.segmenter = self.segmenter, seg
-            with self._cfg_lock:
-                self.cfg = self.cfg.model_copy(update={"model": wanted})
-            self._publish_settings_state()
-            logger.info("model switched to %s %s on %s", seg.name, seg.precision, seg.device)
-            if old_seg is not None:
-                old_seg.close()  # in-flight requests of the old model finish first
+    def _model_swapped(self, model: ModelConfig) -> None:
+        # the swap worker: the model asked for runs now
+        with self._cfg_lock:
+            self.cfg = self.cfg.model_copy(update={"model": model})
+        self._publish_settings_state()
+
+    def _model_failed(self, cid: str | None, detail: str) -> None:
+        self.publish_error(cid, "model_failed", detail)
 
     def _publish_settings_state(self) -> None:
         if self.link is not None and self.link.connected:
@@ -312,7 +302,7 @@ class Daemon:
     # -- health ------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        seg = self.segmenter
+        seg = self.models.current if self.models is not None else None
         lat = list(seg.latencies_ms) if seg is not None else []
         cam = self.camera.stats() if self.camera is not None else {"state": "offline"}
         pipe = self.pipeline.stats() if self.pipeline is not None else {}
@@ -335,6 +325,9 @@ class Daemon:
                 "ms_p95": percentile(lat, 95),
                 # devices passed over and why (absent, failed to compile, failed at run time)
                 "fallbacks": list(seg.fallbacks[-5:]) if seg else [],
+                # "general/fp32 on CPU" while a model change compiles, else null
+                "switching_to": self.models.switching_to if self.models is not None else None,
+                "swaps": self.models.swaps if self.models is not None else 0,
             },
             "pipeline": pipe,
             "captures": {

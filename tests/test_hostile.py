@@ -8,13 +8,14 @@ luck) sends and asserts what the daemon publishes and logs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Broker
-from mqtt_watch import Watcher
+from mqtt_watch import Msg, Watcher
 from test_daemon import Daemon, end_daemon, start_daemon
 
 
@@ -162,3 +163,103 @@ def test_strings_and_booleans_are_not_numbers_over_mqtt(daemon: Daemon, suffix: 
     assert err["error"] == "invalid_value" and "a number is expected" in err["detail"], err
     assert not [m for m in daemon.watch.messages[mark:] if m.topic in (f"{daemon.base}/settings/state",
                                                                        f"{daemon.base}/result")]
+
+
+# -- model changes over MQTT -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swapper(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon of its own: model changes, and its threads and fds counted."""
+    d = start_daemon(tmp_path_factory.mktemp("swapper"), mosquitto, "it-swapper")
+    d.wait("settings/state")
+    yield d
+    end_daemon(d)
+
+
+def _proc(pid: int) -> tuple[float, int, int]:
+    """RSS (MB), threads and open fds of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
+    return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _inference(m: Msg) -> dict:
+    return json.loads(m.payload)["inference"]
+
+
+def _settled_on(name: str, precision: str) -> Callable[[Msg], bool]:
+    """A health report saying this model runs and no switch is pending."""
+    def pred(m: Msg) -> bool:
+        inf = _inference(m)
+        return (inf["model"], inf["precision"]) == (name, precision) and "switching_to" in inf \
+            and inf["switching_to"] is None
+    return pred
+
+
+def _swap(d: Daemon, name: str, precision: str) -> None:
+    mark = d.watch.mark()
+    d.cmd("settings/set", {"model": {"name": name, "precision": precision}})
+    d.wait("settings/state", lambda m: json.loads(m.payload)["model"] == {"name": name, "precision": precision,
+                                                                         "device": "CPU"}, 120, mark)
+
+
+def _wait_until(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_model_swaps_give_back_threads_fds_and_memory(swapper: Daemon) -> None:
+    """Alternating model changes: once the old models' last requests end, threads and fds are back
+    where they started and RSS has not grown by a model per swap (was +4 threads, +2 fds, +23 MB each)."""
+    d = swapper
+    pid = d.proc.pid
+    for name, precision in (("general", "int8"), ("landscape", "int8")):  # warm up: caches, thread pools
+        _swap(d, name, precision)
+    _wait_until(lambda: False, 1.0)  # let the warm-up's old model go
+    rss0, threads0, fds0 = _proc(pid)
+    for name, precision in [("general", "fp32"), ("landscape", "fp32"), ("general", "int8"),
+                            ("landscape", "int8")] * 2:
+        _swap(d, name, precision)
+    back = _wait_until(lambda: _proc(pid)[1] <= threads0 + 1 and _proc(pid)[2] <= fds0 + 1, 30)
+    rss1, threads1, fds1 = _proc(pid)
+    assert back, f"threads {threads0} -> {threads1}, fds {fds0} -> {fds1}"
+    assert rss1 - rss0 < 60, f"RSS {rss0:.0f} -> {rss1:.0f} MB after 8 swaps"
+    # and the daemon still serves with the model asked for last
+    mark = d.watch.mark()
+    d.cmd("capture", {"id": "after-swaps"})
+    r = d.result("after-swaps", start=mark)
+    assert (r["model"], r["precision"]) == ("landscape", "int8")
+
+
+def test_the_last_model_change_wins(swapper: Daemon) -> None:
+    """landscape/int8 running; general/fp32 and at once landscape/int8 → stays landscape/int8.
+    A burst of changes ends on the last one asked for; settings/state and health agree."""
+    d = swapper
+    _swap(d, "landscape", "int8")
+    bursts = [
+        [("general", "fp32"), ("landscape", "int8")],
+        [("general", "fp32"), ("landscape", "fp32"), ("general", "int8"), ("landscape", "int8")] * 5
+        + [("general", "fp32")],
+    ]
+    for burst in bursts:
+        last = burst[-1]
+        for name, precision in burst:
+            d.cmd("settings/set", {"model": {"name": name, "precision": precision}})
+        mark = d.watch.mark()
+        d.wait("health", _settled_on(*last), 120, mark)
+        # it stays there: the health reports that follow (one a second) and the retained state agree
+        for _ in range(3):
+            mark = d.watch.mark()
+            m = d.wait("health", start=mark)
+            assert _settled_on(*last)(m), _inference(m)
+        late = d.watcher([f"{d.base}/settings/state"])
+        try:
+            state = json.loads(late.wait_for(lambda m: m.retain).payload)
+        finally:
+            late.close()
+        assert (state["model"]["name"], state["model"]["precision"]) == last
