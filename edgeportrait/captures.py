@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeportrait.capture import Camera, CameraError, Frame
@@ -72,6 +73,7 @@ class CaptureService:
         on_result: ResultSink,
         on_error: ErrorSink,
         on_committed: Callable[[], None] | None = None,
+        on_unspooled: ResultSink | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter
@@ -81,6 +83,7 @@ class CaptureService:
         self._on_result = on_result
         self._on_error = on_error
         self._on_committed = on_committed  # the result's number is on disk: it may be delivered
+        self._on_unspooled = on_unspooled  # the spool failed: send this result now, without a durable copy
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
@@ -201,19 +204,52 @@ class CaptureService:
             "precision": segmenter.precision,
             "device": segmenter.device,
         }
-        self._on_result(CaptureOutcome(req, result, mqtt_jpeg))
+        outcome = CaptureOutcome(req, result, mqtt_jpeg)
+        # A result may leave the device only once its number is on disk (in the spool
+        # or the seq file): a start after a crash numbers from what is on disk, and
+        # removes portraits above it as captures cut short, so a number published but
+        # not recorded would be handed out again, and its portrait deleted.
+        spool_error: OSError | None = None
+        try:
+            self._on_result(outcome)  # into the spool (durable), when there is one
+        except OSError as e:
+            spool_error = e
         try:
             self.seq.commit(seq)
         except OSError as e:
-            # the result is out (spooled): keep it, and keep numbering in memory so
-            # this run never repeats a number; the spool carries it over a restart
-            logger.error("cannot record seq %d in the state directory: %s", seq, e.strerror or e)
+            if spool_error is not None:
+                # neither the spool nor the seq file: the state directory is unusable.
+                # The result cannot be published safely; its portrait would be taken for
+                # an unfinished capture at the next start, so it goes now. One answer: this error.
+                self._discard(path)
+                raise CommandError(
+                    "spool_failed",
+                    f"cannot record the result in the state directory ({e.strerror or e}); "
+                    "nothing published and the portrait not kept",
+                    req.id,
+                ) from None
+            # the result is in the spool and waits there until its number can be recorded;
+            # numbering goes on in memory so this run never repeats a number
+            logger.error("cannot record seq %d in the state directory: %s; its result waits in the spool",
+                         seq, e.strerror or e)
             self.seq.bump_to(seq)
+        if spool_error is not None:
+            # the number is on disk, the spool is not usable: send it now (one answer, the result)
+            logger.error("spool write failed (%s); publishing seq %d without a durable copy",
+                         spool_error.strerror or spool_error, seq)
+            if self._on_unspooled is not None:
+                self._on_unspooled(outcome)
         if self._on_committed is not None:
             self._on_committed()
         self.made += 1
         self.latency_ms.add((time.monotonic() - req.received) * 1000)
         logger.info("capture %s: seq %d, %s (%d bytes)", shown(req.id), seq, shown(path), len(full))
+
+    def _discard(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except OSError as e:
+            logger.warning("%s: cannot remove: %s", shown(path), e.strerror or e)
 
     def _frame(self, cfg: AppConfig) -> Frame:
         timeout = cfg.capture.timeout_s

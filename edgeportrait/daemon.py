@@ -85,11 +85,20 @@ class Daemon:
                 self.spool = Spool(state_dir / "spool", cfg.mqtt.spool_max_files, cfg.mqtt.spool_max_bytes)
                 # a result spooled just before a crash keeps its number
                 seq.bump_to(self.spool.highest_seq())
-            if seq.trusted:
+            if seq.trusted and self.spool is not None:
+                # a portrait above every recorded number never got a result out: a capture
+                # cut short (results leave only once their number is on disk)
                 store.remove_unfinished(seq.last)
             else:
-                # no counter on disk (first start, or lost): never reuse a file's number
+                # no counter on disk (first start, or lost), or no MQTT (the file is the
+                # delivery, and nothing else records its number): never reuse a file's number
                 seq.bump_to(store.highest_seq())
+            if seq.last > seq.durable:
+                try:  # what the spool or the files said, recorded for the next start
+                    seq.commit(seq.last)
+                except OSError as e:
+                    # not fatal: results above the recorded number wait in the spool until it is
+                    logger.error("cannot record seq %d in %s: %s", seq.last, state_dir, e.strerror or e)
         except OSError as e:
             raise FatalError(f"cannot prepare {e.filename or state_dir}: {e.strerror or e}") from None
         logger.info("state in %s, portraits to %s", state_dir, cfg.capture.output_dir)
@@ -118,7 +127,8 @@ class Daemon:
             self.link = MqttLink(
                 cfg.mqtt, cfg.device_id, self._on_command, self.publish_error, on_connected=self._on_connected
             )
-            self.deliverer = Deliverer(self.link, self.spool, lambda: seq.last)
+            # only results whose number is on disk leave the spool (retrying a failed seq write)
+            self.deliverer = Deliverer(self.link, self.spool, seq.durable_now)
 
         # Captures are ready before MQTT announces `online`, so no command finds the
         # daemon half started; they stop before MQTT, so a stop finishes the capture in
@@ -132,6 +142,7 @@ class Daemon:
             self._on_result,
             self.publish_error,
             on_committed=self.spool.wake if self.spool is not None else None,
+            on_unspooled=self._publish_unspooled,
         )
         self.captures.start()
         if self.link is not None and self.deliverer is not None:
@@ -196,20 +207,23 @@ class Daemon:
     # -- stages' hooks ---------------------------------------------------------------
 
     def _on_result(self, outcome: CaptureOutcome) -> None:
+        """Into the spool (an OSError goes back to the capture, which decides what is safe)."""
         if self.spool is None:
             return
         req = outcome.request
-        try:
-            self.spool.put(
-                outcome.result["seq"], outcome.result, outcome.mqtt_jpeg, req.response_topic, req.correlation_data
-            )
-        except OSError as e:
-            # the portrait is on disk; without a spool it can still go out now
-            logger.error("spool write failed (%s); publishing seq %d without a durable copy", e, outcome.result["seq"])
-            self.publish_error(req.id, "spool_failed", f"result kept on disk only until sent: {e.strerror or e}")
-            if self.link is not None:
-                self.link.publish(self.link.topic("result/image"), outcome.mqtt_jpeg, retain=True)
-                self.link.publish(self.link.topic("result"), json.dumps(outcome.result))
+        self.spool.put(
+            outcome.result["seq"], outcome.result, outcome.mqtt_jpeg, req.response_topic, req.correlation_data
+        )
+
+    def _publish_unspooled(self, outcome: CaptureOutcome) -> None:
+        # the portrait and its number are on disk, the spool is not: it can still go out now
+        if self.link is not None:
+            req = outcome.request
+            payload = json.dumps(outcome.result)
+            self.link.publish(self.link.topic("result/image"), outcome.mqtt_jpeg, retain=True)
+            self.link.publish(self.link.topic("result"), payload)
+            if req.response_topic:
+                self.link.publish(req.response_topic, payload, correlation_data=req.correlation_data)
 
     def publish_error(self, command_id: str | None, code: str, detail: str) -> None:
         logger.warning("error %s for id %s: %s", code, shown(command_id), shown(detail, 500))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -263,3 +264,90 @@ def test_the_last_model_change_wins(swapper: Daemon) -> None:
         finally:
             late.close()
         assert (state["model"]["name"], state["model"]["precision"]) == last
+
+
+# -- a failing state directory -----------------------------------------------------------
+
+
+def _answers(d: Daemon, cid: str) -> list[dict]:
+    out = []
+    for m in d.watch.messages:
+        if m.topic in (f"{d.base}/result", f"{d.base}/error"):
+            p = json.loads(m.payload)
+            if p.get("id") == cid:
+                out.append(p)
+    return out
+
+
+def _mount_tmpfs(mnt: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    mnt.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["moved-away", "full"])
+def test_a_failing_state_dir_never_reuses_a_seq_nor_deletes_a_delivered_portrait(
+    mosquitto: Broker, tmp_path: Path, how: str
+) -> None:
+    """state_dir moved away (or full) during a capture, the daemon SIGKILLed before it is back: that
+    trigger gets exactly one answer (before or after the restart), no published seq is reused and no
+    delivered portrait is deleted by the recovery at the next start."""
+    state = tmp_path / "state"
+    mounted = False
+    if how == "full":
+        mounted = _mount_tmpfs(state, "256k")
+        if not mounted:
+            pytest.skip("needs root and tmpfs to fill a state directory")
+    device = f"it-state-{how}"
+    d = start_daemon(tmp_path, mosquitto, device)
+    first = d
+    try:
+        mark = d.watch.mark()
+        d.cmd("capture", {"id": "before"})
+        d.result("before", start=mark)
+        filler = state / "filler"
+        away = tmp_path / "state-away"
+        if how == "moved-away":
+            state.rename(away)
+        else:
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            try:  # fill the tmpfs to the last byte
+                while os.write(fd, b"\0" * 4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        d.cmd("capture", {"id": "during"})
+        # handled (its answer may wait in the spool until the state dir is back)
+        wait_log(d, lambda t: "capture during: seq" in t or "capture during failed" in t, 60)
+        time.sleep(0.3)  # an answer sent now reaches the watcher before the kill
+        end_daemon(d)  # SIGKILL, the state dir still broken
+        if how == "moved-away":
+            away.rename(state)
+        else:
+            filler.unlink()
+
+        d = start_daemon(tmp_path, mosquitto, device)
+        mark = d.watch.mark()
+        d.cmd("capture", {"id": "restarted"})
+        again = d.result("restarted", start=mark)
+        assert _wait_until(lambda: _answers(first, "during") + _answers(d, "during") != [], 30), d.log_tail()
+        time.sleep(0.3)  # room for a wrong second answer
+        answers = _answers(first, "during") + _answers(d, "during")
+        assert len(answers) == 1, answers  # exactly one answer per trigger
+        results = [a for w in (first, d) for cid in ("before", "during", "restarted") for a in _answers(w, cid)
+                   if "seq" in a]
+        # a redelivery of the same result is allowed (QoS 1); two different results with one seq are not
+        distinct = {(r["seq"], r["id"], r["sha256"]) for r in results}
+        seqs = sorted(seq for seq, _, _ in distinct)
+        assert len(set(seqs)) == len(seqs), f"two results with the same seq: {sorted(distinct)}"
+        assert again["seq"] == max(seqs)
+        for r in results:
+            assert Path(r["path"]).is_file(), f"delivered portrait {r['path']} (seq {r['seq']}) deleted"
+    finally:
+        end_daemon(d)
+        if mounted:
+            subprocess.run(["umount", "-l", str(state)], check=False)
