@@ -184,7 +184,9 @@ class CaptureService:
         try:
             path = self.store.write(f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg", full)
         except OSError as e:
-            raise CommandError("write_failed", f"cannot save the portrait: {e.strerror or e}", req.id) from None
+            raise CommandError(
+                "write_failed", f"cannot save the portrait in {self.store.dir}: {e.strerror or e}", req.id
+            ) from None
         t5 = time.perf_counter()
         timings["write"] = (t5 - t4) * 1000
         timings["total"] = (t5 - t0) * 1000

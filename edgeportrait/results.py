@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir
+from edgeportrait.logsafe import shown
 
 logger = logging.getLogger(__name__)
 
@@ -156,8 +157,14 @@ class CaptureStore:
         return removed
 
     def write(self, name: str, data: bytes) -> Path:
+        """Save a portrait; a missing ``output_dir`` (deleted while running) is made again."""
         path = self.dir / name
-        atomic_write(path, data)
+        try:
+            atomic_write(path, data)
+        except FileNotFoundError:
+            logger.warning("%s: gone; making it again", shown(self.dir))
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
         self.prune(keep=path)
         return path
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -351,3 +352,28 @@ def test_a_failing_state_dir_never_reuses_a_seq_nor_deletes_a_delivered_portrait
         end_daemon(d)
         if mounted:
             subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+# -- output_dir ------------------------------------------------------------------------------
+
+
+def test_a_deleted_output_dir_is_made_again_and_errors_name_it(daemon: Daemon) -> None:
+    """output_dir deleted while running → the next capture makes it again and is saved there;
+    an output_dir that cannot be made (a file in its place) → write_failed naming the directory."""
+    out = daemon.root / "out"
+    shutil.rmtree(out)
+    mark = daemon.watch.mark()
+    daemon.cmd("capture", {"id": "out-gone"})
+    r = daemon.result("out-gone", start=mark)
+    assert Path(r["path"]).parent == out and Path(r["path"]).is_file()
+
+    shutil.rmtree(out)
+    out.write_text("a file where the directory was")
+    try:
+        daemon.cmd("capture", {"id": "out-blocked"})
+        err = daemon.error(lambda e: e["id"] == "out-blocked", start=mark)
+        assert err["error"] == "write_failed" and str(out) in err["detail"], err
+    finally:
+        out.unlink()
+    daemon.cmd("capture", {"id": "out-back"})
+    assert daemon.result("out-back", start=mark)["seq"] == r["seq"] + 1
