@@ -185,7 +185,7 @@ def main(args: argparse.Namespace) -> int:
 def _same_file_key(p: Path) -> str:
     try:
         return str(p.resolve())
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13); reported when read
         return str(p.absolute())
 
 
