@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ class Daemon:
         self._cfg_lock = threading.Lock()
         self._stop = threading.Event()
         self._started = time.monotonic()
+        # this start's id, in every health report: two daemons with one device_id tell each other apart
+        self.instance = uuid.uuid4().hex[:12]
         self.state = "starting"
         self._teardown: list[tuple[str, Any]] = []
         self.models: ModelSlot | None = None
@@ -125,7 +128,12 @@ class Daemon:
         if cfg.mqtt.enabled and self.spool is not None:
             # built (password, TLS files checked) before anything else starts
             self.link = MqttLink(
-                cfg.mqtt, cfg.device_id, self._on_command, self.publish_error, on_connected=self._on_connected
+                cfg.mqtt,
+                cfg.device_id,
+                self._on_command,
+                self.publish_error,
+                on_connected=self._on_connected,
+                instance=self.instance,
             )
             # only results whose number is on disk leave the spool (retrying a failed seq write)
             self.deliverer = Deliverer(self.link, self.spool, seq.durable_now)
@@ -329,6 +337,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "version": __version__,
             "device_id": self.cfg.device_id,
+            "instance": self.instance,
             "state": state,
             "camera": cam,
             "inference": {
@@ -357,6 +366,8 @@ class Daemon:
                 "pending": self.link.pending if self.link else 0,
                 "connected": self.link.connected if self.link else False,
                 "connects": self.link.connects if self.link else 0,
+                # in plain words, when another daemon seems to publish as this device_id
+                "duplicate": self.link.duplicate if self.link else None,
                 # (an empty spool is falsy: test for None, not truth)
                 "spool": self.spool.stats() if self.spool is not None else None,
             },

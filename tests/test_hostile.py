@@ -377,3 +377,35 @@ def test_a_deleted_output_dir_is_made_again_and_errors_name_it(daemon: Daemon) -
         out.unlink()
     daemon.cmd("capture", {"id": "out-back"})
     assert daemon.result("out-back", start=mark)["seq"] == r["seq"] + 1
+
+
+# -- two daemons, one device_id ------------------------------------------------------------------
+
+
+DUPLICATE_WORDS = "another daemon seems to use device_id 'it-twin'"
+
+
+def test_two_daemons_with_one_device_id_say_so_and_back_off(mosquitto: Broker, tmp_path: Path) -> None:
+    """Two booths flashed with the same device_id: each log says so in plain words, health shows it,
+    and they back off instead of taking the connection from each other every second."""
+    a = start_daemon(tmp_path / "a", mosquitto, "it-twin")
+    b: Daemon | None = None
+    try:
+        b = start_daemon(tmp_path / "b", mosquitto, "it-twin")
+        for d in (a, b):
+            wait_log(d, lambda t: DUPLICATE_WORDS in t, 60)
+        h = a.wait("health", lambda m: json.loads(m.payload)["mqtt"].get("duplicate") is not None, 60)
+        assert DUPLICATE_WORDS in json.loads(h.payload)["mqtt"]["duplicate"]
+        instances = {json.loads(m.payload).get("instance") for m in a.watch.messages
+                     if m.topic == f"{a.base}/health"}
+        assert len(instances - {None}) == 2  # each start has its own id in health
+        # backing off: over the next 15 s the status flips a few times, not every second
+        mark = a.watch.mark()
+        t0 = time.monotonic()
+        _wait_until(lambda: False, 15.0)
+        onlines = [m for m in a.watch.messages[mark:] if m.topic == f"{a.base}/status" and m.payload == b"online"]
+        assert len(onlines) <= 4, f"{len(onlines)} reconnects in {time.monotonic() - t0:.0f} s"
+    finally:
+        if b is not None:
+            end_daemon(b)
+        end_daemon(a)
