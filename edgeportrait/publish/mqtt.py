@@ -295,6 +295,9 @@ class MqttLink:
             logger.error("MQTT: %s (retrying with backoff)", self.last_error)
             return
         self.connects += 1
+        if self.failures:
+            # the broker was away in between (a restart): not a connection taken over
+            self._short_lived = 0
         self.failures = 0
         self.last_error = None
         self._connected_at = time.monotonic()
