@@ -351,6 +351,8 @@ class Daemon:
                 # "general/fp32 on CPU" while a model change compiles, else null
                 "switching_to": self.models.switching_to if self.models is not None else None,
                 "swaps": self.models.swaps if self.models is not None else 0,
+                # compiled models in memory: 2 only while one is compiled or the one it replaced finishes
+                "models_loaded": self.models.loaded if self.models is not None else 0,
             },
             "pipeline": pipe,
             "captures": {

@@ -206,6 +206,14 @@ def _swap(d: Daemon, name: str, precision: str) -> None:
                                                                          "device": "CPU"}, 120, mark)
 
 
+def _released(d: Daemon) -> None:
+    """Wait for a health report saying only one compiled model is left (the swapped-out one released)."""
+    mark = d.watch.mark()
+    d.cmd("health/get", b"")
+    d.wait("health", lambda m: _inference(m).get("models_loaded") == 1 and _inference(m)["switching_to"] is None,
+           60, mark)
+
+
 def _wait_until(cond: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -222,11 +230,12 @@ def test_model_swaps_give_back_threads_fds_and_memory(swapper: Daemon) -> None:
     pid = d.proc.pid
     for name, precision in (("general", "int8"), ("landscape", "int8")):  # warm up: caches, thread pools
         _swap(d, name, precision)
-    _wait_until(lambda: False, 1.0)  # let the warm-up's old model go
+    _released(d)
     rss0, threads0, fds0 = _proc(pid)
     for name, precision in [("general", "fp32"), ("landscape", "fp32"), ("general", "int8"),
                             ("landscape", "int8")] * 2:
         _swap(d, name, precision)
+    _released(d)
     back = _wait_until(lambda: _proc(pid)[1] <= threads0 + 1 and _proc(pid)[2] <= fds0 + 1, 30)
     rss1, threads1, fds1 = _proc(pid)
     assert back, f"threads {threads0} -> {threads1}, fds {fds0} -> {fds1}"

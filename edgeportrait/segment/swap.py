@@ -55,6 +55,8 @@ class ModelSlot:
         self._compiling: ModelConfig | None = None
         self._closed = False
         self.swaps = 0
+        # compiled models alive: 1, or 2 from a compile until the model it replaced is released
+        self.loaded = 1
         self._worker = threading.Thread(target=self._run, name="model-swap", daemon=True)
         self._worker.start()
 
@@ -138,6 +140,8 @@ class ModelSlot:
             self._on_failed(cid, str(e))
             return
         with self._cond:
+            self.loaded += 1
+        with self._cond:
             newer = self._wanted
             if self._closed or (newer is not None and model_key(newer[0]) != model_key(cfg)):
                 superseded = True
@@ -161,7 +165,9 @@ class ModelSlot:
             if not self._cond.wait_for(lambda: id(seg) not in self._users, timeout):
                 logger.warning("closing model %s %s while still in use", seg.name, seg.precision)
         seg.close()
-        gc.collect()  # the Python wrappers of OpenVINO objects may sit in reference cycles
+        gc.collect()
+        with self._cond:
+            self.loaded -= 1  # the Python wrappers of OpenVINO objects may sit in reference cycles
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop switching (a compile in progress is awaited up to ``timeout``) and close the model."""
