@@ -391,22 +391,29 @@ def test_a_deleted_output_dir_is_made_again_and_errors_name_it(daemon: Daemon) -
 # -- two daemons, one device_id ------------------------------------------------------------------
 
 
-DUPLICATE_WORDS = "another daemon seems to use device_id 'it-twin'"
 
+@pytest.mark.parametrize("client_ids", ["shared", "own"])
+def test_two_daemons_with_one_device_id_say_so_and_back_off(
+    mosquitto: Broker, tmp_path: Path, client_ids: str
+) -> None:
+    """Two booths flashed with the same device_id (and so the same client id, or each its own):
+    each log says so in plain words, health shows it, and they back off instead of taking the
+    connection from each other every second."""
+    def mqtt(name: str) -> dict:
+        return {"client_id": f"twin-{name}"} if client_ids == "own" else {}
 
-def test_two_daemons_with_one_device_id_say_so_and_back_off(mosquitto: Broker, tmp_path: Path) -> None:
-    """Two booths flashed with the same device_id: each log says so in plain words, health shows it,
-    and they back off instead of taking the connection from each other every second."""
-    a = start_daemon(tmp_path / "a", mosquitto, "it-twin")
+    device = f"it-twin-{client_ids}"
+    words = f"another daemon seems to use device_id {device!r}"
+    a = start_daemon(tmp_path / "a", mosquitto, device, mqtt=mqtt("a"))
     b: Daemon | None = None
     try:
-        b = start_daemon(tmp_path / "b", mosquitto, "it-twin")
+        b = start_daemon(tmp_path / "b", mosquitto, device, mqtt=mqtt("b"))
         for d in (a, b):
-            wait_log(d, lambda t: DUPLICATE_WORDS in t, 60)
+            wait_log(d, lambda t: words in t, 60)
         h = a.wait("health", lambda m: json.loads(m.payload)["mqtt"].get("duplicate") is not None, 60)
-        assert DUPLICATE_WORDS in json.loads(h.payload)["mqtt"]["duplicate"]
+        assert words in json.loads(h.payload)["mqtt"]["duplicate"]
         instances = {json.loads(m.payload).get("instance") for m in a.watch.messages
-                     if m.topic == f"{a.base}/health"}
+                     if m.topic == f"{a.base}/health" and not m.retain}
         assert len(instances - {None}) == 2  # each start has its own id in health
         # backing off: over the next 15 s the status flips a few times, not every second
         mark = a.watch.mark()
