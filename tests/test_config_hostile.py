@@ -57,6 +57,17 @@ def test_alias_bombs_end_in_exit_78_quickly(tmp_path: Path, text: str) -> None:
     assert elapsed < 10, f"{elapsed:.1f} s"
 
 
+def test_a_long_value_repeated_by_aliases_is_shown_short_and_fast(tmp_path: Path) -> None:
+    """5,000 aliases of a 40 kB string in a wrong place: the error shows a short prefix of the value,
+    at once (turning it into 200 MB of text took minutes)."""
+    p = tmp_path / "long.yaml"
+    p.write_text('big: &s "' + "x" * 40_000 + '"\ndevice_id: [' + ",".join(["*s"] * 5000) + "]\n")
+    r, elapsed = _cli("config", "check", "-c", p)
+    assert r.returncode == 78, r.stderr
+    assert f"{p}:2: device_id: Input should be a valid string" in r.stderr
+    assert len(r.stderr) < 1000 and elapsed < 10, (len(r.stderr), elapsed)
+
+
 def test_a_few_aliases_in_a_real_config_still_work(tmp_path: Path) -> None:
     """Anchors that repeat a value are fine; only an explosion is refused."""
     p = tmp_path / "ok.yaml"

@@ -11,6 +11,7 @@ import copy
 import difflib
 import os
 import re
+import reprlib
 import socket
 import stat
 from pathlib import Path
@@ -161,6 +162,19 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     return sizes[id(root)]
 
 
+def _short_repr() -> reprlib.Repr:
+    # a value shown in an error is a hint: a few items of a short prefix, however big the
+    # value (an alias repeated thousands of times must not be turned into 200 MB of text)
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = 80
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 6
+    r.maxlevel = 3
+    return r
+
+
+_REPR = _short_repr()
+
+
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
     """`` (did you mean 'softness'?)`` for a misspelt key, from the keys of its section."""
     if not loc or not isinstance(loc[-1], str):
@@ -196,7 +210,7 @@ def validation_messages(err: ValidationError, where: str = "", index: _LineIndex
             msg = "required key missing"
         if "input" in e and e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict):
             # a URL's user:password never reaches the terminal or the journal
-            shown = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@", r"\1***@", repr(e["input"]))
+            shown = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@", r"\1***@", _REPR.repr(e["input"]))
             msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
         line = index.line_of(loc) if index else None
         prefix = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")
