@@ -43,7 +43,7 @@ def _merge_bomb(levels: int) -> str:
         _laughs(7, 10),
         _laughs(30, 2),
         _merge_bomb(40),
-        "portrait: " + _laughs(9, 9).replace("\n", "\n  "),
+        "portrait:\n" + "".join(f"  {line}\n" for line in _laughs(9, 9).splitlines()),
     ],
     ids=["laughs-9x9", "laughs-7x10", "laughs-30x2", "merge-40", "nested"],
 )
