@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def main() -> int:
     ap.add_argument("--swaps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=4, help="swaps before the first measurement (default 4)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (daemon log, config)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="soak-swap-"))
@@ -178,6 +180,10 @@ def main() -> int:
             proc.kill()
         log.close()
         stop_mosquitto(broker)
+        if args.keep:
+            print(f"kept {tmp} (daemon.log, config)", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps(report))
     else:
