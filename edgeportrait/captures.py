@@ -20,7 +20,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeportrait.capture import Camera, CameraError, Frame
@@ -28,6 +30,7 @@ from edgeportrait.compose import compose, foreground_fraction
 from edgeportrait.config import AppConfig, PortraitConfig
 from edgeportrait.health import Window
 from edgeportrait.imageio import encode_jpeg
+from edgeportrait.logsafe import shown
 from edgeportrait.publish.commands import CommandError
 from edgeportrait.results import CaptureStore, SeqCounter, jpeg_for_mqtt
 from edgeportrait.segment.segmenter import Segmenter
@@ -63,7 +66,7 @@ class CaptureService:
     def __init__(
         self,
         camera: Camera,
-        segmenter: Callable[[], Segmenter],
+        segmenter: Callable[[], AbstractContextManager[Segmenter]],
         config: Callable[[], AppConfig],
         store: CaptureStore,
         seq: SeqCounter,
@@ -71,6 +74,7 @@ class CaptureService:
         on_error: ErrorSink,
         on_committed: Callable[[], None] | None = None,
         quiet: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+        on_unspooled: ResultSink | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter
@@ -82,6 +86,7 @@ class CaptureService:
         self._on_committed = on_committed  # the result's number is on disk: it may be delivered
         # keeps the live stream off the cores while a portrait is made (StreamPipeline.paused)
         self._quiet = quiet or contextlib.nullcontext
+        self._on_unspooled = on_unspooled  # the spool failed: send this result now, without a durable copy
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
@@ -124,7 +129,7 @@ class CaptureService:
             raise CommandError(
                 "busy", f"{self._queue.maxsize} captures already waiting; try again later", req.id
             ) from None
-        logger.info("capture %s queued (trigger %s)", req.id, req.trigger)
+        logger.info("capture %s queued (trigger %s)", shown(req.id), req.trigger)
 
     @property
     def waiting(self) -> int:
@@ -141,11 +146,11 @@ class CaptureService:
                 self._take(req)
             except CommandError as e:
                 self.failed += 1
-                logger.warning("capture %s failed: %s", req.id, e.detail)
+                logger.warning("capture %s failed: %s", shown(req.id), shown(e.detail, 500))
                 self._on_error(req.id, e.code, e.detail)
             except Exception as e:  # a capture failing must not end the worker
                 self.failed += 1
-                logger.exception("capture %s failed", req.id)
+                logger.exception("capture %s failed", shown(req.id))
                 self._on_error(req.id, "capture_failed", f"{type(e).__name__}: {e}")
             if self._stop.is_set() and self._queue.empty():
                 return
@@ -165,8 +170,8 @@ class CaptureService:
         frame = self._frame(cfg)
         t1 = time.perf_counter()
         timings["frame"] = (t1 - t0) * 1000
-        segmenter = self._segmenter()
-        mask = segmenter.infer(frame.image)
+        with self._segmenter() as segmenter:  # the model in use, kept open for this inference
+            mask = segmenter.infer(frame.image)
         t2 = time.perf_counter()
         timings["segment"] = (t2 - t1) * 1000
         portrait_cfg, quality = self._settings_for(cfg, req)
@@ -186,7 +191,9 @@ class CaptureService:
         try:
             path = self.store.write(f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg", full)
         except OSError as e:
-            raise CommandError("write_failed", f"cannot save the portrait: {e.strerror or e}", req.id) from None
+            raise CommandError(
+                "write_failed", f"cannot save the portrait in {self.store.dir}: {e.strerror or e}", req.id
+            ) from None
         t5 = time.perf_counter()
         timings["write"] = (t5 - t4) * 1000
         timings["total"] = (t5 - t0) * 1000
@@ -207,19 +214,52 @@ class CaptureService:
             "precision_reason": segmenter.precision_reason,
             "device": segmenter.device,
         }
-        self._on_result(CaptureOutcome(req, result, mqtt_jpeg))
+        outcome = CaptureOutcome(req, result, mqtt_jpeg)
+        # A result may leave the device only once its number is on disk (in the spool
+        # or the seq file): a start after a crash numbers from what is on disk, and
+        # removes portraits above it as captures cut short, so a number published but
+        # not recorded would be handed out again, and its portrait deleted.
+        spool_error: OSError | None = None
+        try:
+            self._on_result(outcome)  # into the spool (durable), when there is one
+        except OSError as e:
+            spool_error = e
         try:
             self.seq.commit(seq)
         except OSError as e:
-            # the result is out (spooled): keep it, and keep numbering in memory so
-            # this run never repeats a number; the spool carries it over a restart
-            logger.error("cannot record seq %d in the state directory: %s", seq, e.strerror or e)
+            if spool_error is not None:
+                # neither the spool nor the seq file: the state directory is unusable.
+                # The result cannot be published safely; its portrait would be taken for
+                # an unfinished capture at the next start, so it goes now. One answer: this error.
+                self._discard(path)
+                raise CommandError(
+                    "spool_failed",
+                    f"cannot record the result in the state directory ({e.strerror or e}); "
+                    "nothing published and the portrait not kept",
+                    req.id,
+                ) from None
+            # the result is in the spool and waits there until its number can be recorded;
+            # numbering goes on in memory so this run never repeats a number
+            logger.error("cannot record seq %d in the state directory: %s; its result waits in the spool",
+                         seq, e.strerror or e)
             self.seq.bump_to(seq)
+        if spool_error is not None:
+            # the number is on disk, the spool is not usable: send it now (one answer, the result)
+            logger.error("spool write failed (%s); publishing seq %d without a durable copy",
+                         spool_error.strerror or spool_error, seq)
+            if self._on_unspooled is not None:
+                self._on_unspooled(outcome)
         if self._on_committed is not None:
             self._on_committed()
         self.made += 1
         self.latency_ms.add((time.monotonic() - req.received) * 1000)
-        logger.info("capture %s: seq %d, %s (%d bytes)", req.id, seq, path, len(full))
+        logger.info("capture %s: seq %d, %s (%d bytes)", shown(req.id), seq, shown(path), len(full))
+
+    def _discard(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except OSError as e:
+            logger.warning("%s: cannot remove: %s", shown(path), e.strerror or e)
 
     def _frame(self, cfg: AppConfig) -> Frame:
         timeout = cfg.capture.timeout_s

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from edgeportrait.errors import EX_CONFIG, EX_FATAL, EX_USAGE, ConfigError, FatalError, UserError
+from edgeportrait.logsafe import SafeFormatter, escape
 
 PROG = "edgeportrait"
 # batch commands that end the process when done (see _exit_now)
@@ -49,15 +50,18 @@ def _add_config(p: argparse.ArgumentParser, required: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Portrait-mode camera appliance.")
+    # the parser of each (sub)command, by its command words: a wrong flag is
+    # reported by the subcommand it was given to (`edgeportrait process: error: …`)
+    commands: dict[tuple[str, ...], argparse.ArgumentParser] = {}
     parser.add_argument("--version", action=_Version)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
+    p = commands["run",] = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     _add_config(p, required=True)
 
-    p = sub.add_parser("process", help="portrait mode for image files or folders")
+    p = commands["process",] = sub.add_parser("process", help="portrait mode for image files or folders")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.jpg go")
     _add_config(p, required=False)
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: CPU count + 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
 
-    p = sub.add_parser("segment", help="write person masks as 8-bit PNG")
+    p = commands["segment",] = sub.add_parser("segment", help="write person masks as 8-bit PNG")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.png go")
     p.add_argument("--model", choices=["general", "landscape"], default="general")
@@ -77,13 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     csub.required = True
-    pc = csub.add_parser("check", help="validate a config file; every error with its YAML line")
+    pc = commands["config", "check"] = csub.add_parser(
+        "check", help="validate a config file; every error with its YAML line"
+    )
     _add_config(pc, required=True)
 
     p = sub.add_parser("model", help="model tools")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=_Parser)
     msub.required = True
-    pm = msub.add_parser("build", help="rebuild the IR files in models/ from their pinned source")
+    pm = commands["model", "build"] = msub.add_parser(
+        "build", help="rebuild the IR files in models/ from their pinned source"
+    )
     pm.add_argument("--out", metavar="DIR", default="models", help="output directory (default: models)")
     pm.add_argument("--wheel", metavar="FILE", help="a local mediapipe==0.10.14 wheel (default: pip download)")
     pm.add_argument(
@@ -94,13 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--sources", metavar="DIR", help="a folder with the data set's source files (default: fetched)")
     pm.add_argument("--no-progress", action="store_true", help="no progress display")
 
-    p = sub.add_parser("bench", help="measure the pipeline stages")
+    p = commands["bench",] = sub.add_parser("bench", help="measure the pipeline stages")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--runs", type=int, default=30, metavar="N", help="runs per measurement (default 30)")
     p.add_argument("--sizes", default="720p,1080p", help="comma-separated: 720p,1080p,4k or WxH")
     p.add_argument("--input", metavar="IMAGE", help="use this photo instead of a generated frame")
     _add_config(p, required=False)
+    parser.set_defaults(_commands=commands)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown flag is reported by the subcommand that got it."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        words = (args.command, getattr(args, "config_command", None) or getattr(args, "model_command", None))
+        commands = args._commands
+        owner = commands.get(tuple(w for w in words if w)) or commands.get((args.command,)) or parser
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -142,12 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pydantic looks for plugins in every installed package's metadata when the first model class is
     # built (20-80 ms of each command's start, measured here); the command line uses none
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    args = parse_args(build_parser(), argv)
+    handler = logging.StreamHandler(sys.stderr)
+    # one record is one line: text from outside (an id, a file name) cannot forge another
+    handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if args.command in ("run", "process", "bench"):
         from edgeportrait import allocator
 
@@ -163,13 +182,13 @@ def _run(args: argparse.Namespace) -> int:
         return _dispatch(args)
     except ConfigError as e:
         for line in e.lines:
-            sys.stderr.write(f"{line}\n")
+            sys.stderr.write(f"{PROG}: {escape(line)}\n")
         return EX_CONFIG
     except UserError as e:
-        sys.stderr.write(f"{PROG}: {e}\n")
+        sys.stderr.write(f"{PROG}: {escape(str(e))}\n")
         return e.exit_code
     except FatalError as e:
-        sys.stderr.write(f"{PROG}: {e}\n")
+        sys.stderr.write(f"{PROG}: {escape(str(e))}\n")
         return EX_FATAL
     except KeyboardInterrupt:
         return 130

@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from edgeportrait.compose import Compositor
 from edgeportrait.config import AppConfig, ModelConfig, load_config
 from edgeportrait.errors import FatalError
 from edgeportrait.health import SystemStats, percentile
+from edgeportrait.logsafe import shown
 from edgeportrait.pipeline import StreamPipeline
 from edgeportrait.publish.commands import (
     CommandError,
@@ -39,7 +41,7 @@ from edgeportrait.publish.delivery import Deliverer
 from edgeportrait.publish.discovery import discovery_messages
 from edgeportrait.publish.mqtt import Command, MqttLink
 from edgeportrait.results import CaptureStore, SeqCounter, Spool, default_state_dir
-from edgeportrait.segment.segmenter import Segmenter
+from edgeportrait.segment.swap import ModelSlot, model_key
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +50,17 @@ logger = logging.getLogger(__name__)
 DRAIN_S = 2.0
 
 
-def _model_key(cfg: AppConfig) -> tuple[str, str, str]:
-    return (cfg.model.name, cfg.model.precision, cfg.model.device)
-
-
 class Daemon:
     def __init__(self, cfg: AppConfig) -> None:
         self.cfg = cfg
         self._cfg_lock = threading.Lock()
-        self._model_lock = threading.Lock()  # one model swap at a time
         self._stop = threading.Event()
         self._started = time.monotonic()
+        # this start's id, in every health report: two daemons with one device_id tell each other apart
+        self.instance = uuid.uuid4().hex[:12]
         self.state = "starting"
         self._teardown: list[tuple[str, Any]] = []
-        self.segmenter: Segmenter | None = None
+        self.models: ModelSlot | None = None
         self.camera: Camera | None = None
         self.pipeline: StreamPipeline | None = None
         self.captures: CaptureService | None = None
@@ -89,18 +88,27 @@ class Daemon:
                 self.spool = Spool(state_dir / "spool", cfg.mqtt.spool_max_files, cfg.mqtt.spool_max_bytes)
                 # a result spooled just before a crash keeps its number
                 seq.bump_to(self.spool.highest_seq())
-            if seq.trusted:
+            if seq.trusted and self.spool is not None:
+                # a portrait above every recorded number never got a result out: a capture
+                # cut short (results leave only once their number is on disk)
                 store.remove_unfinished(seq.last)
             else:
-                # no counter on disk (first start, or lost): never reuse a file's number
+                # no counter on disk (first start, or lost), or no MQTT (the file is the
+                # delivery, and nothing else records its number): never reuse a file's number
                 seq.bump_to(store.highest_seq())
+            if seq.last > seq.durable:
+                try:  # what the spool or the files said, recorded for the next start
+                    seq.commit(seq.last)
+                except OSError as e:
+                    # not fatal: results above the recorded number wait in the spool until it is
+                    logger.error("cannot record seq %d in %s: %s", seq.last, state_dir, e.strerror or e)
         except OSError as e:
             raise FatalError(f"cannot prepare {e.filename or state_dir}: {e.strerror or e}") from None
         logger.info("state in %s, portraits to %s", state_dir, cfg.capture.output_dir)
 
         sdnotify.status("compiling the model")
-        self.segmenter = Segmenter(cfg.model)
-        self._teardown.append(("segmenter", self.segmenter.close))
+        self.models = ModelSlot(cfg.model, self._model_swapped, self._model_failed)
+        self._teardown.append(("model", self.models.close))
 
         self.camera = Camera(cfg.camera)
         self.camera.start()
@@ -112,7 +120,7 @@ class Daemon:
         self.watchdog = sdnotify.Watchdog(excuse=lambda: camera.state != "ok" and camera.supervisor_alive())
         self.compositor = Compositor(cfg.portrait)
         self.pipeline = StreamPipeline(
-            self.camera, self._current_segmenter, self.compositor, cfg.pipeline, self.watchdog.frame_flowed
+            self.camera, self.models.use, self.compositor, cfg.pipeline, self.watchdog.frame_flowed
         )
         self.pipeline.start()
         self._teardown.append(("pipeline", self.pipeline.stop))
@@ -120,16 +128,22 @@ class Daemon:
         if cfg.mqtt.enabled and self.spool is not None:
             # built (password, TLS files checked) before anything else starts
             self.link = MqttLink(
-                cfg.mqtt, cfg.device_id, self._on_command, self.publish_error, on_connected=self._on_connected
+                cfg.mqtt,
+                cfg.device_id,
+                self._on_command,
+                self.publish_error,
+                on_connected=self._on_connected,
+                instance=self.instance,
             )
-            self.deliverer = Deliverer(self.link, self.spool, lambda: seq.last)
+            # only results whose number is on disk leave the spool (retrying a failed seq write)
+            self.deliverer = Deliverer(self.link, self.spool, seq.durable_now)
 
         # Captures are ready before MQTT announces `online`, so no command finds the
         # daemon half started; they stop before MQTT, so a stop finishes the capture in
         # progress while it can still be delivered (the one exception to reverse order).
         self.captures = CaptureService(
             self.camera,
-            self._current_segmenter,
+            self.models.use,
             self.config,
             store,
             seq,
@@ -137,6 +151,7 @@ class Daemon:
             self.publish_error,
             on_committed=self.spool.wake if self.spool is not None else None,
             quiet=self.pipeline.paused,
+            on_unspooled=self._publish_unspooled,
         )
         self.captures.start()
         if self.link is not None and self.deliverer is not None:
@@ -200,28 +215,27 @@ class Daemon:
 
     # -- stages' hooks ---------------------------------------------------------------
 
-    def _current_segmenter(self) -> Segmenter:
-        assert self.segmenter is not None
-        return self.segmenter
-
     def _on_result(self, outcome: CaptureOutcome) -> None:
+        """Into the spool (an OSError goes back to the capture, which decides what is safe)."""
         if self.spool is None:
             return
         req = outcome.request
-        try:
-            self.spool.put(
-                outcome.result["seq"], outcome.result, outcome.mqtt_jpeg, req.response_topic, req.correlation_data
-            )
-        except OSError as e:
-            # the portrait is on disk; without a spool it can still go out now
-            logger.error("spool write failed (%s); publishing seq %d without a durable copy", e, outcome.result["seq"])
-            self.publish_error(req.id, "spool_failed", f"result kept on disk only until sent: {e.strerror or e}")
-            if self.link is not None:
-                self.link.publish(self.link.topic("result/image"), outcome.mqtt_jpeg, retain=True)
-                self.link.publish(self.link.topic("result"), json.dumps(outcome.result))
+        self.spool.put(
+            outcome.result["seq"], outcome.result, outcome.mqtt_jpeg, req.response_topic, req.correlation_data
+        )
+
+    def _publish_unspooled(self, outcome: CaptureOutcome) -> None:
+        # the portrait and its number are on disk, the spool is not: it can still go out now
+        if self.link is not None:
+            req = outcome.request
+            payload = json.dumps(outcome.result)
+            self.link.publish(self.link.topic("result/image"), outcome.mqtt_jpeg, retain=True)
+            self.link.publish(self.link.topic("result"), payload)
+            if req.response_topic:
+                self.link.publish(req.response_topic, payload, correlation_data=req.correlation_data)
 
     def publish_error(self, command_id: str | None, code: str, detail: str) -> None:
-        logger.warning("error %s for id %s: %s", code, command_id, detail)
+        logger.warning("error %s for id %s: %s", code, shown(command_id), shown(detail, 500))
         if self.link is not None and self.link.connected:
             payload = {"id": command_id, "error": code, "detail": detail}
             self.link.publish(self.link.topic("error"), json.dumps(payload))
@@ -240,8 +254,12 @@ class Daemon:
             elif cmd.kind == "settings":
                 changes, cid = parse_settings(cmd.payload)
                 with self._cfg_lock:
-                    new = apply_settings(self.cfg, changes, cid)
-                    self._apply(new, cid)
+                    # a model change merges into the model asked for last (still compiling, maybe)
+                    base = self.cfg
+                    if self.models is not None:
+                        base = base.model_copy(update={"model": self.models.target})
+                    new = apply_settings(base, changes, cid)
+                    self._apply(base, new, cid)
             elif cmd.kind == "health":
                 self.publish_health()
             elif cmd.kind == "ha_status" and cmd.payload.strip() == b"online":
@@ -267,14 +285,16 @@ class Daemon:
 
     # -- settings ----------------------------------------------------------------------
 
-    def _apply(self, new: AppConfig, cid: str | None) -> None:
-        """Switch to ``new`` (validated); a model change compiles in the background first."""
-        old = self.cfg
-        if _model_key(new) != _model_key(old):
-            wanted = new.model
-            # keep the running model in the config until the new one is compiled
-            new = new.model_copy(update={"model": old.model})
-            threading.Thread(target=self._swap_model, args=(wanted, cid), name="model-swap", daemon=True).start()
+    def _apply(self, base: AppConfig, new: AppConfig, cid: str | None) -> None:
+        """Switch to ``new`` (validated against ``base``); a model change compiles in the background.
+
+        ``B/settings/state`` describes what runs: the running model stays in the
+        config until the one asked for is swapped in (:meth:`_model_swapped`).
+        """
+        if self.models is not None and model_key(new.model) != model_key(base.model):
+            # the last request wins, also one for the model that runs (it cancels a pending switch)
+            self.models.request(new.model, cid)
+        new = new.model_copy(update={"model": self.cfg.model})
         self.cfg = new
         self.compositor.settings = new.portrait
         if self.pipeline is not None:
@@ -282,21 +302,14 @@ class Daemon:
         logger.info("settings changed: %s", json.dumps(runtime_state(new)))
         self._publish_settings_state()
 
-    def _swap_model(self, wanted: ModelConfig, cid: str | None) -> None:
-        with self._model_lock:
-            logger.info("compiling %s %s for %s", wanted.name, wanted.precision, wanted.device)
-            try:
-                seg = Segmenter(wanted)
-            except Exception as e:
-                self.publish_error(cid, "model_failed", str(e))
-                return
-            old_seg, self.segmenter = self.segmenter, seg
-            with self._cfg_lock:
-                self.cfg = self.cfg.model_copy(update={"model": wanted})
-            self._publish_settings_state()
-            logger.info("model switched to %s %s on %s", seg.name, seg.precision, seg.device)
-            if old_seg is not None:
-                old_seg.close()  # in-flight requests of the old model finish first
+    def _model_swapped(self, model: ModelConfig) -> None:
+        # the swap worker: the model asked for runs now
+        with self._cfg_lock:
+            self.cfg = self.cfg.model_copy(update={"model": model})
+        self._publish_settings_state()
+
+    def _model_failed(self, cid: str | None, detail: str) -> None:
+        self.publish_error(cid, "model_failed", detail)
 
     def _publish_settings_state(self) -> None:
         if self.link is not None and self.link.connected:
@@ -312,7 +325,7 @@ class Daemon:
     # -- health ------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        seg = self.segmenter
+        seg = self.models.current if self.models is not None else None
         lat = list(seg.latencies_ms) if seg is not None else []
         cam = self.camera.stats() if self.camera is not None else {"state": "offline"}
         pipe = self.pipeline.stats() if self.pipeline is not None else {}
@@ -325,6 +338,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self._started, 1),
             "version": __version__,
             "device_id": self.cfg.device_id,
+            "instance": self.instance,
             "state": state,
             "camera": cam,
             "inference": {
@@ -336,6 +350,11 @@ class Daemon:
                 "ms_p95": percentile(lat, 95),
                 # devices passed over and why (absent, failed to compile, failed at run time)
                 "fallbacks": list(seg.fallbacks[-5:]) if seg else [],
+                # "general/fp32 on CPU" while a model change compiles, else null
+                "switching_to": self.models.switching_to if self.models is not None else None,
+                "swaps": self.models.swaps if self.models is not None else 0,
+                # compiled models in memory: 2 only while one is compiled or the one it replaced finishes
+                "models_loaded": self.models.loaded if self.models is not None else 0,
             },
             "pipeline": pipe,
             "captures": {
@@ -351,7 +370,10 @@ class Daemon:
                 "pending": self.link.pending if self.link else 0,
                 "connected": self.link.connected if self.link else False,
                 "connects": self.link.connects if self.link else 0,
-                "spool": self.spool.stats() if self.spool else None,
+                # in plain words, when another daemon seems to publish as this device_id
+                "duplicate": self.link.duplicate if self.link else None,
+                # (an empty spool is falsy: test for None, not truth)
+                "spool": self.spool.stats() if self.spool is not None else None,
             },
             "system": self.system.snapshot(),
         }

@@ -11,6 +11,7 @@ power cut) sees the whole file or no file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterable, Iterator
@@ -41,10 +42,14 @@ def read_image(path: str | Path) -> np.ndarray:
             raise InputError(f"{p}: file too large ({size} bytes)")
         data = np.fromfile(p, dtype=np.uint8)
     except FileNotFoundError:
+        if p.is_symlink():
+            raise InputError(f"{p}: broken symbolic link (its target does not exist)") from None
         raise InputError(f"{p}: no such file") from None
     except PermissionError:
         raise InputError(f"{p}: permission denied") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{p}: symbolic link loop (the link leads back to itself)") from None
         raise InputError(f"{p}: cannot read: {e.strerror or e}") from None
     return decode_image(data, str(p))
 
@@ -72,19 +77,31 @@ def decode_image(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
 def iter_image_files(inputs: Iterable[str | Path]) -> Iterator[Path]:
     """Expand files and folders (not recursive) to image paths, sorted within a folder.
 
-    A path that does not exist is yielded as is, so the caller reports it.
+    A path that does not exist is yielded as is, so the caller reports it; so
+    is an image name in a folder that is a symbolic link going nowhere (a loop,
+    a missing target), rather than being skipped without a word.
     """
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            yield from list_images(p)
+            yield from list_images(p, with_broken_links=True)
         else:
             yield p
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name; OSError if it cannot be listed."""
-    return sorted(c for c in folder.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES and c.is_file())
+def list_images(folder: Path, *, with_broken_links: bool = False) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name; OSError if it cannot be listed.
+
+    ``with_broken_links``: also image names that are symbolic links leading to no
+    file (loops, missing targets), for a caller that reports each bad input.
+    """
+    out = []
+    for c in folder.iterdir():
+        if c.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if c.is_file() or (with_broken_links and c.is_symlink() and not c.exists()):
+            out.append(c)
+    return sorted(out)
 
 
 def prepare_batch(inputs: Iterable[str | Path], output: str | Path) -> tuple[list[Path], Path]:

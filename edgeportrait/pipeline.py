@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -58,13 +59,13 @@ class StreamPipeline:
     def __init__(
         self,
         camera: Camera,
-        segmenter: Callable[[], Segmenter],
+        segmenter: Callable[[], AbstractContextManager[Segmenter]],
         compositor: Compositor,
         cfg: PipelineConfig,
         on_frame_done: Callable[[], None] | None = None,
     ) -> None:
         self.camera = camera
-        self._segmenter = segmenter
+        self._segmenter = segmenter  # borrows the model in use (it may be switched at run time)
         self.compositor = compositor
         self.cfg = cfg  # replaced as a whole by settings/set; each loop reads it once
         self._on_frame_done = on_frame_done
@@ -151,7 +152,8 @@ class StreamPipeline:
                 try:
                     # blocks while every infer request is busy: this is the back-pressure
                     # that makes stage 1 drop frames instead of piling them up
-                    self._segmenter().submit(frame.image, frame, self._on_mask)
+                    with self._segmenter() as seg:
+                        seg.submit(frame.image, frame, self._on_mask)
                 except Exception:
                     logger.exception("pipeline: inference submit failed")
                     with self._lock:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
+from edgeportrait.logsafe import escape, shown
 
 if TYPE_CHECKING:
     from edgeportrait.config import AppConfig, ModelConfig
@@ -92,7 +93,7 @@ class Progress:
         with self._lock:
             if self.tty:
                 self.stream.write("\r\x1b[K")
-            self.stream.write(text + "\n")
+            self.stream.write(escape(text) + "\n")
             if self.tty and self.done:
                 self.stream.write(self._line())
             self.stream.flush()
@@ -218,7 +219,7 @@ def _process(args: argparse.Namespace, cfg: AppConfig, jobs: int, loading: Futur
 def _same_file_key(p: Path) -> str:
     try:
         return str(p.resolve())
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13); reported when read
         return str(p.absolute())
 
 
@@ -255,7 +256,7 @@ def _run(inputs: list[Path], one: Callable[[Path], Path], jobs: int, progress: P
                     progress.message(f"{PROG}: {e}")
                     progress.step(failed=True)
                     continue
-                logger.debug("%s -> %s", path, target)
+                logger.debug("%s -> %s", shown(path), shown(target))
                 progress.step()
     except BaseException:
         # Ctrl-C or a fatal error: do not start the photos still queued

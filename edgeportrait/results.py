@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from edgeportrait.imageio import atomic_write, encode_jpeg, fsync_dir
+from edgeportrait.logsafe import shown
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ class SeqCounter:
         self._lock = threading.RLock()
         self.trusted = False  # True when the number was read back from disk
         self._last = self._read()
+        # the highest number recorded on disk: a result numbered above it must not
+        # leave the device, or a start after a crash would hand its number out again
+        self._durable = self._last
+        self._retry_at = 0.0
 
     def _read(self) -> int:
         try:
@@ -87,6 +93,24 @@ class SeqCounter:
         with self._lock:
             atomic_write(self.path, f"{n}\n".encode())
             self._last = max(self._last, n)
+            self._durable = max(self._durable, n)
+
+    @property
+    def durable(self) -> int:
+        """The highest number recorded on disk."""
+        return self._durable
+
+    def durable_now(self, retry_every_s: float = 1.0) -> int:
+        """:attr:`durable`, after trying again (at most every ``retry_every_s``) to record ``last``
+        when a write failed before (a full or missing state directory that came back)."""
+        with self._lock:
+            if self._durable < self._last and time.monotonic() >= self._retry_at:
+                try:
+                    self.commit(self._last)
+                    logger.info("%s: recorded seq %d again", self.path, self._last)
+                except OSError:
+                    self._retry_at = time.monotonic() + retry_every_s
+            return self._durable
 
 
 class CaptureStore:
@@ -133,8 +157,14 @@ class CaptureStore:
         return removed
 
     def write(self, name: str, data: bytes) -> Path:
+        """Save a portrait; a missing ``output_dir`` (deleted while running) is made again."""
         path = self.dir / name
-        atomic_write(path, data)
+        try:
+            atomic_write(path, data)
+        except FileNotFoundError:
+            logger.warning("%s: gone; making it again", shown(self.dir))
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
         self.prune(keep=path)
         return path
 

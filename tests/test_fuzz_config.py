@@ -121,4 +121,4 @@ def test_binary_and_huge_files_are_clean_errors(tmp_path: Path) -> None:
         )
         assert r.returncode == 78, (path, r.stderr)
         assert "Traceback" not in r.stderr
-        assert r.stderr.startswith(str(path)), r.stderr
+        assert r.stderr.startswith(f"edgeportrait: {path}"), r.stderr

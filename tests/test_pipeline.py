@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -66,7 +67,7 @@ def _pipeline(**cfg: Any) -> tuple[StreamPipeline, FakeCamera, FakeSegmenter, Fa
     flowed: list[int] = []
     p = StreamPipeline(
         cam,  # type: ignore[arg-type]
-        lambda: seg,  # type: ignore[arg-type,return-value]
+        lambda: contextlib.nullcontext(seg),  # type: ignore[arg-type,return-value]
         comp,  # type: ignore[arg-type]
         PipelineConfig(max_fps=120, **cfg),
         on_frame_done=lambda: flowed.append(1),

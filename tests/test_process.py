@@ -163,3 +163,47 @@ def test_progress_is_a_live_line_on_a_terminal_and_periodic_lines_otherwise(monk
     p.step()
     p.finish()
     assert quiet.getvalue() == ""
+
+
+def test_symlink_loops_and_broken_links_are_one_line_each_and_the_rest_is_written(
+    tmp_path: Path, config: Path
+) -> None:
+    """Loops and dangling links, given directly or found in a folder: one line each naming the file,
+    the good inputs still written, exit 2, no traceback."""
+    small = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (96, 64))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good1.jpg"), small)
+    (folder / "self.jpg").symlink_to("self.jpg")  # a loop on itself
+    (folder / "ping.png").symlink_to("pong.png")  # a loop of two
+    (folder / "pong.png").symlink_to("ping.png")
+    (folder / "gone.jpg").symlink_to("nowhere.jpg")  # dangling
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    cv2.imwrite(str(loose / "good2.png"), small)
+    (loose / "loop.jpg").symlink_to(loose / "loop.jpg")
+    out = tmp_path / "out"
+
+    r = _run("process", loose / "loop.jpg", folder, loose / "good2.png", "-o", out, "-c", config, "--no-progress")
+
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "RuntimeError" not in r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("edgeportrait: ")]
+    for name, why in (("loop.jpg", "symbolic link loop"), ("self.jpg", "symbolic link loop"),
+                      ("ping.png", "symbolic link loop"), ("pong.png", "symbolic link loop"),
+                      ("gone.jpg", "broken symbolic link")):
+        lines = [ln for ln in errors if f"/{name}:" in ln]
+        assert len(lines) == 1 and why in lines[0], (name, r.stderr)
+    assert sorted(p.name for p in out.iterdir()) == ["good1.jpg", "good2.jpg"]
+
+
+def test_a_file_name_with_a_newline_or_escape_is_reported_on_one_escaped_line(tmp_path: Path, config: Path) -> None:
+    """A hostile file name cannot forge a second error line or send escape sequences to the terminal."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\nedgeportrait: FORGED\x1b[31m.jpg").write_bytes(b"not an image")
+    r = _run("process", folder, "-o", tmp_path / "out", "-c", config, "--no-progress")
+    assert r.returncode == 2, r.stderr
+    assert "\x1b" not in r.stderr
+    assert not [ln for ln in r.stderr.splitlines() if ln.startswith("edgeportrait: FORGED")], r.stderr
+    assert "bad\\nedgeportrait: FORGED\\x1b[31m.jpg" in r.stderr

@@ -23,6 +23,7 @@ from edgeportrait.capture.base import CameraError, Pacer, SourceBase, SourceEnde
 from edgeportrait.config.camera import CameraConfig
 from edgeportrait.errors import InputError
 from edgeportrait.imageio import IMAGE_SUFFIXES, list_images, read_image
+from edgeportrait.logsafe import shown
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class ImageFolderSource(SourceBase):
             if len(self._bad) > 10_000:  # bounded even when files keep changing
                 self._bad.clear()
             self._bad.add(key)
-            logger.warning("camera %s: skipping %s", self.name, e)
+            logger.warning("camera %s: skipping %s", shown(self.name), shown(e, 500))
             return None
         image = fit(image, self.cfg.width, self.cfg.height, self.cfg.fit)
         self._remember(key, image)

@@ -82,5 +82,5 @@ class PortraitConfig(Section):
     @model_validator(mode="after")
     def _image_needs_a_picture(self) -> PortraitConfig:
         if self.mode == "image" and self.image is None:
-            raise ValueError("mode 'image' needs portrait.image (a background picture)")
+            raise ValueError("mode 'image' needs a background picture: set portrait.image in the config (-c FILE)")
         return self

@@ -9,6 +9,7 @@ same rules apply as at start.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -83,6 +84,14 @@ def peek_id(data: Any) -> str | None:
     return None
 
 
+def peek_payload_id(payload: bytes) -> str | None:
+    """The id of a command not otherwise parsed (e.g. refused as retained), if it has one."""
+    try:
+        return peek_id(parse_json(payload, allow_empty=True))
+    except CommandError:
+        return None
+
+
 def _first_errors(err: ValidationError) -> str:
     return "; ".join(validation_messages(err))
 
@@ -110,7 +119,8 @@ def check_keys(
     for section, sub in changes.items():
         field = AppConfig.model_fields.get(section) if isinstance(section, str) else None
         if field is None:
-            raise CommandError("unknown_setting", f"{section}: no such setting", command_id)
+            hint = _did_you_mean(section, list(AppConfig.model_fields))
+            raise CommandError("unknown_setting", f"{section}: no such setting{hint}", command_id)
         if section not in allowed:
             raise CommandError("not_runtime", _not_runtime(str(section), per_capture), command_id)
         if not isinstance(sub, dict):
@@ -120,9 +130,15 @@ def check_keys(
         for key in sub:
             path = f"{section}.{key}"
             if key not in known:
-                raise CommandError("unknown_setting", f"{path}: no such setting", command_id)
+                hint = _did_you_mean(key, list(known))
+                raise CommandError("unknown_setting", f"{path}: no such setting{hint}", command_id)
             if key not in allowed[section]:
                 raise CommandError("not_runtime", _not_runtime(path, per_capture), command_id)
+
+
+def _did_you_mean(key: object, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6) if isinstance(key, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _not_runtime(path: str, per_capture: bool) -> str:

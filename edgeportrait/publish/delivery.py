@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edgeportrait.logsafe import shown
 from edgeportrait.publish.mqtt import MqttLink
 from edgeportrait.results import Spool, SpoolEntry
 
@@ -86,5 +87,5 @@ class Deliverer:
         while not info.is_published():
             if self._stop.wait(0.05):
                 return False
-        logger.info("result seq %d (id %s) delivered", entry.seq, entry.result.get("id"))
+        logger.info("result seq %d (id %s) delivered", entry.seq, shown(entry.result.get("id")))
         return True

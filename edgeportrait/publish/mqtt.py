@@ -10,6 +10,8 @@ one handler. The password is read from a file and never logged.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -26,15 +28,27 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.errors import FatalError
+from edgeportrait.logsafe import shown
+from edgeportrait.publish.commands import peek_payload_id
 
 logger = logging.getLogger(__name__)
 
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 STATUS_STOPPED = "stopped"
+
+# Two booths with one device_id (flashed from the same SD image) share a client id:
+# the broker closes the older connection as the newer one arrives, and both reconnect
+# at once, forever. A connection closed this soon after it was made counts as taken over.
+TAKEOVER_WINDOW_S = 10.0
+TAKEOVERS_TO_SUSPECT = 2
+DUPLICATE_BACKOFF_MIN_S = 5
+DUPLICATE_BACKOFF_MAX_S = 300
+DUPLICATE_FORGET_S = 600.0  # no evidence for this long: the other one is gone
 
 
 @dataclass(frozen=True)
@@ -111,8 +125,19 @@ class MqttLink:
         on_command: CommandHandler,
         on_error: ErrorPublisher,
         on_connected: Callable[[], None] | None = None,
+        instance: str | None = None,
     ) -> None:
         self.cfg = cfg
+        self.device_id = device_id
+        # this start's id, in every B/health: a health report with another id, newer
+        # than this start, is another daemon publishing as this device
+        self.instance = instance
+        self._started_wall = time.time()
+        self._connected_at = 0.0
+        self._short_lived = 0  # consecutive connections closed by the broker within TAKEOVER_WINDOW_S
+        self._duplicate_at = 0.0
+        self._duplicate_why: str | None = None
+        self._backoff = 0
         self.base = f"{cfg.topic_prefix}/{device_id}"
         self.fleet_capture = f"{cfg.topic_prefix}/all/capture"
         self.ha_status = f"{cfg.discovery.prefix}/status"
@@ -124,11 +149,14 @@ class MqttLink:
         self._stopping = False
         self._inflight: list[paho.MQTTMessageInfo] = []
         self._inflight_lock = threading.Lock()
+        # command topics on which a retained message was found: with MQTT 3.1.1 the
+        # broker forwards the empty message that clears it without the retain flag
+        self._retained_seen: set[str] = set()
         self.connects = 0
         self.failures = 0  # connection attempts that failed since the last success
         self.last_error: str | None = None
         self.v5 = cfg.protocol == "5"
-        client_id = cfg.client_id or f"edgeportrait-{device_id}"
+        client_id = self.client_id = cfg.client_id or f"edgeportrait-{device_id}"
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -185,6 +213,8 @@ class MqttLink:
         ]
         if self.cfg.discovery.enabled:
             subs.append((self.ha_status, "ha_status"))
+        if self.instance is not None:
+            subs.append((self.topic("health"), "own_health"))  # not a command: who else publishes here?
         return subs
 
     # -- lifecycle ----------------------------------------------------------
@@ -265,13 +295,24 @@ class MqttLink:
             logger.error("MQTT: %s (retrying with backoff)", self.last_error)
             return
         self.connects += 1
+        if self.failures:
+            # the broker was away in between (a restart): not a connection taken over
+            self._short_lived = 0
         self.failures = 0
         self.last_error = None
+        self._connected_at = time.monotonic()
         self._subscribed.clear()
         _no_delay(client)
         self._connected.set()
         logger.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
-        client.subscribe([(t, 1) for t, _ in self.subscriptions()])
+        if self.v5:
+            # retain-as-published: a live message keeps its retain flag, so the empty
+            # retained message that clears a command is told apart from an empty capture
+            opts = SubscribeOptions(qos=1, retainAsPublished=True)
+            own = SubscribeOptions(qos=1, noLocal=True)  # other daemons' health, not our own echo
+            client.subscribe([(t, own if k == "own_health" else opts) for t, k in self.subscriptions()])
+        else:
+            client.subscribe([(t, 1) for t, _ in self.subscriptions()])
 
     def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         # `online` only once the broker confirmed the subscriptions: a client that
@@ -309,17 +350,105 @@ class MqttLink:
             self.last_error = f"broker {where} closed the connection before accepting it ({reason})"
             logger.warning("MQTT: %s; retrying with backoff", self.last_error)
         if not self._stopping and was:
-            logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
+            lasted = time.monotonic() - self._connected_at
+            self._short_lived = self._short_lived + 1 if lasted < TAKEOVER_WINDOW_S else 0
+            if self._short_lived >= TAKEOVERS_TO_SUSPECT:
+                self._suspect_duplicate(
+                    f"the broker closed the connection {self._short_lived} times in a row within "
+                    f"{TAKEOVER_WINDOW_S:.0f} s of connecting"
+                )
+            if self.duplicate is not None:
+                self._back_off()
+                logger.warning(
+                    "MQTT: connection lost (%s) after %.1f s; another daemon uses device_id %s: "
+                    "reconnecting in %d s", reason, lasted, self.device_id, self._backoff,
+                )
+            else:
+                self._reset_backoff()
+                logger.warning("MQTT: connection lost (%s); reconnecting with backoff", reason)
+
+    # -- a second daemon with this device id --------------------------------------
+
+    @property
+    def duplicate(self) -> str | None:
+        """Why another daemon is believed to use this device id (for health), or None."""
+        if self._duplicate_why is None or time.monotonic() - self._duplicate_at > DUPLICATE_FORGET_S:
+            return None
+        return self._duplicate_why
+
+    def _suspect_duplicate(self, evidence: str) -> None:
+        first = self.duplicate is None
+        self._duplicate_at = time.monotonic()
+        self._duplicate_why = (
+            f"another daemon seems to use device_id {self.device_id!r} "
+            f"(client id {self.client_id!r}): {evidence}. Two booths flashed from the same "
+            "image? Give each its own device_id; until then this one reconnects less and less often"
+        )
+        if first:
+            logger.error("MQTT: %s", self._duplicate_why)
+
+    def _back_off(self) -> None:
+        self._backoff = min(max(2 * self._backoff, DUPLICATE_BACKOFF_MIN_S), DUPLICATE_BACKOFF_MAX_S)
+        self.client.reconnect_delay_set(min_delay=self._backoff, max_delay=self._backoff)
+
+    def _reset_backoff(self) -> None:
+        if self._backoff:
+            self._backoff = 0
+            self.client.reconnect_delay_set(
+                min_delay=max(1, round(self.cfg.reconnect_min_s)),
+                max_delay=max(1, round(max(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s))),
+            )
+
+    def _check_own_health(self, msg: paho.MQTTMessage) -> None:
+        """A health report on our topic from another start of edgeportrait, newer than ours: a duplicate."""
+        try:
+            data = json.loads(bytes(msg.payload).decode("utf-8"))
+            other = data.get("instance")
+            ts = dt.datetime.fromisoformat(str(data.get("ts")).replace("Z", "+00:00")).timestamp()
+        except (ValueError, AttributeError, TypeError, UnicodeDecodeError):
+            return
+        # an older report is this device's previous life (a restart), not another daemon
+        if isinstance(other, str) and other != self.instance and ts >= self._started_wall - 1:
+            self._suspect_duplicate(f"its health reports (instance {shown(other, 40)}) appear on {self.base}")
+
+    def _is_retained_clear(self, msg: paho.MQTTMessage) -> bool:
+        """An empty message that clears a retained one (never a command)."""
+        if len(msg.payload) != 0:
+            return False
+        if msg.retain:  # found on the broker, or live with retain-as-published (MQTT 5)
+            self._retained_seen.discard(msg.topic)
+            return True
+        # MQTT 3.1.1 forwards a live clear without the flag: it is a clear when a
+        # retained command was seen on that topic (and an empty capture otherwise)
+        if msg.topic in self._retained_seen:
+            self._retained_seen.discard(msg.topic)
+            return True
+        return False
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         kind = next((k for t, k in self.subscriptions() if t == msg.topic), None)
         if kind is None:
             logger.debug("MQTT: ignoring message on %s", msg.topic)
             return
+        if kind == "own_health":
+            self._check_own_health(msg)
+            return
+        if kind != "ha_status" and self._is_retained_clear(msg):
+            # `mosquitto_pub -r -n` (the cure for a `retained` error) is not a command,
+            # on any topic: on the fleet topic it would make every booth take a picture
+            logger.info("MQTT: retained message on %s cleared (not a command)", shown(msg.topic))
+            return
         if msg.retain and kind != "ha_status":
             # A retained command left on the broker would re-fire on every
             # reconnect; commands are events, not state.
-            self._on_error(None, "retained", f"{msg.topic}: retained commands are not executed")
+            self._retained_seen.add(msg.topic)
+            cid = peek_payload_id(bytes(msg.payload)) if len(msg.payload) <= self.cfg.max_message_bytes else None
+            self._on_error(
+                cid,
+                "retained",
+                f"{msg.topic}: retained commands are not executed "
+                "(clear it: mosquitto_pub -r -n -t TOPIC; send commands without the retain flag)",
+            )
             return
         if len(msg.payload) > self.cfg.max_message_bytes:
             self._on_error(

@@ -17,6 +17,7 @@ import numpy as np
 from edgeportrait.config import ModelConfig
 from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
 from edgeportrait.imageio import atomic_write, encode_png, prepare_batch, read_image, unique_stems
+from edgeportrait.logsafe import escape, shown
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             frame = read_image(path)
         except InputError as e:
-            sys.stderr.write(f"edgeportrait: {e}\n")
+            sys.stderr.write(f"edgeportrait: {escape(str(e))}\n")
             failed += 1
             continue
         mask = seg.segment(frame)
@@ -56,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
             atomic_write(target, mask_to_png(mask), durable=False)
         except OSError as e:
             raise UserError(f"{target}: cannot write: {e.strerror or e}") from None
-        logger.debug("%s -> %s", path, target)
+        logger.debug("%s -> %s", shown(path), shown(target))
     written = len(inputs) - failed
     logger.info("%d mask(s) written to %s (%s %s on %s)", written, out_dir, seg.name, seg.precision, seg.device)
     return EX_USAGE if failed else EX_OK

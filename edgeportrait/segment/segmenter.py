@@ -193,6 +193,7 @@ class Segmenter:
         self.input_size: tuple[int, int] = (0, 0)
         self.compiled, self.device, self._chain_index = self._compile(0)
         self._lock = threading.Lock()
+        self._closed = False
         self._request = self.compiled.create_infer_request()
         self._queue = self._new_queue()
         self._failed: str | None = None  # set by a failed async inference; acted on by the next submit
@@ -335,6 +336,7 @@ class Segmenter:
         """Float32 mask in [0, 1] at the model's resolution (``input_size``), 1 = person."""
         x = to_model_input(frame_bgr, self.input_size)
         with self._lock:
+            self._check_open()
             if self._failed is not None:
                 self._fail_over(self._failed)
             try:
@@ -357,7 +359,7 @@ class Segmenter:
 
     def is_ready(self) -> bool:
         """True if :meth:`submit` would not block (an infer request is free)."""
-        return bool(self._queue.is_ready())
+        return not self._closed and bool(self._queue.is_ready())
 
     def submit(self, frame_bgr: np.ndarray, userdata: Any, callback: MaskCallback) -> None:
         """Start inference on ``frame_bgr``; ``callback(mask_lowres, userdata, error)`` runs when done."""
@@ -371,6 +373,9 @@ class Segmenter:
         # OpenVINO's input dispatch from two threads at once deadlocked the daemon (stream
         # + capture; seen 1 in ~20 starts, both threads stuck in data_dispatcher).
         with self._lock:
+            if self._closed:
+                self._call(callback, None, userdata, RuntimeError("segmenter closed"))
+                return
             if self._failed is not None:
                 try:
                     self._fail_over(self._failed)
@@ -410,12 +415,28 @@ class Segmenter:
 
     def wait_all(self) -> None:
         """Wait for every submitted frame; raise :class:`CallbackErrors` if any callback raised."""
-        self._queue.wait_all()
+        if not self._closed:
+            self._queue.wait_all()
         errors = self.pop_errors()
         if errors:
             raise CallbackErrors(errors)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"segmenter {self.name} {self.precision} is closed")
+
     def close(self) -> None:
-        """Finish in-flight work and drop the compiled model (errors of callbacks are logged, not raised)."""
-        self._queue.wait_all()
-        self.pop_errors()
+        """Finish in-flight work, then release the model (errors of callbacks are logged, not raised).
+
+        The infer requests, their callback threads and the compiled model (with its
+        executor threads and memory) go now, not when the garbage collector finds
+        the cycle queue → callback → self: a daemon that switches models must give
+        back what each one held. The name and figures stay readable.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.wait_all()
+            self.pop_errors()
+            del self._queue, self._request, self.compiled, self._model
