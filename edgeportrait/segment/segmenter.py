@@ -439,4 +439,5 @@ class Segmenter:
             self._closed = True
             self._queue.wait_all()
             self.pop_errors()
-            del self._queue, self._request, self.compiled, self._model
+            del self._queue, self._request, self.compiled
+            self._models.clear()
