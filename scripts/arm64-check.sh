@@ -41,7 +41,6 @@ die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, mount and chroot need it)"
 [ "$(uname -m)" = x86_64 ] || log "warning: written for an x86_64 host, this is $(uname -m)"
-[ $# -gt 0 ] || set -- --data golden
 
 declare -A SECS
 stage_start() { STAGE="$1"; T0=$(date +%s); log "== $1"; }
