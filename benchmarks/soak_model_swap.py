@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -36,20 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import start_mosquitto, stop_mosquitto  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from soak import proc_stats  # noqa: E402
+
 MODELS = [("landscape", "int8"), ("general", "fp32"), ("landscape", "fp32"), ("general", "int8")]
-
-
-def proc_stats(pid: int) -> dict[str, float]:
-    rss_kb = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss_kb = int(line.split()[1])
-    return {
-        "rss_mb": round(rss_kb / 1024, 1),
-        "threads": len(os.listdir(f"/proc/{pid}/task")),
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-    }
 
 
 class Client:
