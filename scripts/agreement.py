@@ -37,20 +37,6 @@ def golden_scores(name: str, seg: Segmenter) -> dict[str, dict[str, float]]:
     }
 
 
-def summarize(per_image: dict[str, dict[str, float]], classes: dict[str, str]) -> dict[str, dict[str, object]]:
-    out: dict[str, dict[str, object]] = {}
-    for metric in agreement.METRICS:
-        groups: dict[str, list[tuple[float, str]]] = {}
-        for name, m in per_image.items():
-            for key in (classes.get(name, "golden"), "all"):
-                groups.setdefault(key, []).append((m[metric], name))
-        out[metric] = {
-            k: {"n": len(v), "mean": sum(s for s, _ in v) / len(v), "worst": min(v)[0], "worst_image": min(v)[1]}
-            for k, v in groups.items()
-        }
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO / "tests" / "data" / "heldout"),
@@ -69,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions.split(","):
             seg = Segmenter(ModelConfig(name=name, precision=precision, device="CPU", infer_requests=1))
             per_image = golden_scores(name, seg) if args.data == "golden" else agreement.scores(data, name, seg.segment)
-            summary = summarize(per_image, classes)
+            summary = {m: agreement.summarize(per_image, classes, m) for m in agreement.METRICS}
             results[f"{name}/{precision}"] = {"summary": summary, "per_image": per_image}
             print(f"\n{name} {precision}")
             for key, s in sorted(summary["sure_iou"].items(), key=lambda kv: kv[0] == "all"):

@@ -87,12 +87,19 @@ def scores(
 
 
 def by_class(directory: Path, per_image: dict[str, dict[str, float]], metric: str) -> dict[str, dict[str, Any]]:
-    """Mean, worst and count of one metric per scene class, plus ``all``; the worst image named."""
+    """Mean, worst and count of one metric per scene class of the part, plus ``all``; the worst image named."""
+    return summarize(per_image, {c.name: c.cls for c in cases(directory)}, metric)
+
+
+def summarize(
+    per_image: dict[str, dict[str, float]], classes: dict[str, str], metric: str
+) -> dict[str, dict[str, Any]]:
+    """:func:`by_class` for images whose classes are given (``classes``: image -> class; the images
+    it does not name count only in ``all``)."""
     groups: dict[str, list[tuple[float, str]]] = {}
-    for c in cases(directory):
-        if c.name in per_image:
-            for key in (c.cls, "all"):
-                groups.setdefault(key, []).append((per_image[c.name][metric], c.name))
+    for name, m in per_image.items():
+        for key in dict.fromkeys((classes.get(name, "all"), "all")):
+            groups.setdefault(key, []).append((m[metric], name))
     return {
         k: {"n": len(v), "mean": float(np.mean([s for s, _ in v])), "worst": min(v)[0], "worst_image": min(v)[1]}
         for k, v in groups.items()
