@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeportrait.imageio import atomic_write
+from edgeportrait.segment import agreement
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "data" / "golden"
@@ -137,22 +138,13 @@ def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int =
     return {k: round(float(np.median(v)), 3) for k, v in times.items()}
 
 
-def heldout_agreement(models_dir: Path | None, heldout: Path, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
-    """Per model and precision: the score of every held-out image and the per-class summary."""
-    from edgeportrait.config import ModelConfig
-    from edgeportrait.segment import agreement
-    from edgeportrait.segment.segmenter import Segmenter
-
-    out: dict[str, Any] = {}
-    for name in names:
-        for p in PRECISIONS:
-            seg = Segmenter(ModelConfig(name=name, precision=p, device="CPU", dir=models_dir, infer_requests=1))
-            per_image = agreement.scores(heldout, name, seg.segment)
-            out.setdefault(name, {})[p] = {
-                **{f"by_class_{m}": agreement.by_class(heldout, per_image, m) for m in agreement.METRICS},
-                "per_image": {k: {m: round(v, 5) for m, v in d.items()} for k, d in per_image.items()},
-            }
-    return out
+def heldout_agreement(seg: Any, name: str, heldout: Path) -> dict[str, Any]:
+    """The score of every held-out image of ``seg.segment`` and the per-class summary of each metric."""
+    per_image = agreement.scores(heldout, name, seg.segment)
+    return {
+        **{f"by_class_{m}": agreement.by_class(heldout, per_image, m) for m in agreement.METRICS},
+        "per_image": {k: {m: round(v, 5) for m, v in d.items()} for k, d in per_image.items()},
+    }
 
 
 def measure(models_dir: Path | None, heldout: Path, runs: int = 1000, names: tuple[str, ...] = NAMES) -> dict[str, Any]:
@@ -160,23 +152,17 @@ def measure(models_dir: Path | None, heldout: Path, runs: int = 1000, names: tup
     from edgeportrait.config import ModelConfig
     from edgeportrait.segment.segmenter import Segmenter
 
-    out: dict[str, Any] = {"runs": runs, "cpu": cpu_name(), "isa": isa()}
-    out["heldout"] = heldout_agreement(models_dir, heldout, names)
+    out: dict[str, Any] = {"runs": runs, "cpu": cpu_name(), "isa": isa(), "heldout": {}}
     golden = golden_module() if (GOLDEN / "make_golden.py").is_file() else None
     if golden is not None:
         out["cases"] = list(golden.CASES)
-    from edgeportrait.segment import agreement as _agreement
-
-    frame = _agreement.read_image(next(c for c in _agreement.cases(heldout) if c.cls == "portrait_near"))
+    frame = agreement.read_image(next(c for c in agreement.cases(heldout) if c.cls == "portrait_near"))
     for name in names:
         segs = {
-            p: Segmenter(
-                ModelConfig.model_validate(
-                    {"name": name, "precision": p, "device": "CPU", "dir": models_dir, "infer_requests": 1}
-                )
-            )
+            p: Segmenter(ModelConfig(name=name, precision=p, device="CPU", dir=models_dir, infer_requests=1))
             for p in PRECISIONS
         }
+        out["heldout"][name] = {p: heldout_agreement(s, name, heldout) for p, s in segs.items()}
         res: dict[str, Any] = {p: (golden_agreement(s, name, golden) if golden else {}) for p, s in segs.items()}
         ms = timing(segs, frame, runs)
         cpu = cpu_timing({p: s.path for p, s in segs.items()}, frame, runs)
@@ -190,7 +176,6 @@ def measure(models_dir: Path | None, heldout: Path, runs: int = 1000, names: tup
 
 
 def heldout_table(fig: dict[str, Any], metric: str) -> str:
-    from edgeportrait.segment import agreement
     from edgeportrait.segment.dataset import CLASSES
 
     rows = [
