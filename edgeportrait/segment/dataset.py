@@ -281,15 +281,19 @@ class Maker:
             self._frames[index] = img
         return self._frames[index]
 
+    def street(self) -> np.ndarray:
+        """The street with its people removed: the median over the part's vtest frames
+        (the camera does not move, the people do)."""
+        if self._street is None:
+            step = max(1, len(self.part.video_frames) // 25)
+            frames = [self.frame(i) for i in self.part.video_frames[::step]]
+            self._street = np.median(np.stack(frames), axis=0).astype(np.uint8)
+        return self._street
+
     def people(self, index: int) -> list[tuple[int, int, int, int]]:
-        """Boxes (x, y, w, h) of walking people in a vtest frame: what differs from the street's
-        median over the part's frames (the camera does not move, the people do)."""
+        """Boxes (x, y, w, h) of walking people in a vtest frame: what differs from :meth:`street`."""
         if index not in self._people_boxes:
-            if self._street is None:
-                step = max(1, len(self.part.video_frames) // 25)
-                frames = [self.frame(i) for i in self.part.video_frames[::step]]
-                self._street = np.median(np.stack(frames), axis=0).astype(np.uint8)
-            diff = cv2.absdiff(self.frame(index), self._street).max(axis=2)
+            diff = cv2.absdiff(self.frame(index), self.street()).max(axis=2)
             moving = cv2.morphologyEx((diff > 40).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((9, 5), np.uint8))
             n, _, stats, _ = cv2.connectedComponentsWithStats(moving)
             boxes = []
@@ -406,10 +410,8 @@ class Maker:
             return Item(img, cls, True, base.sources)
         if cls == "nobody":
             if r.random() < 0.3:
-                # the street with its people removed: the median over the part's frames
-                self.people(p.video_frames[0])  # makes the street's median
-                assert self._street is not None
-                return Item(_cover(self._street, self.size(), r), cls, False, ["vtest.avi median of the part's frames"])
+                street = _cover(self.street(), self.size(), r)
+                return Item(street, cls, False, ["vtest.avi median of the part's frames"])
             img, name = self.background(self.size())
             return Item(img, cls, False, [name])
         raise ValueError(cls)
