@@ -5,15 +5,20 @@ Triggers (MQTT, the fleet topic, the interval timer) queue up to
 worker thread takes them in order: waits out the countdown, takes the next
 frame after it, runs a fresh inference on that frame, composes it at full
 resolution, writes the JPEG (whole or not at all), numbers the result and
-hands it on (to the spool and the broker). Captured portraits are never
-dropped silently: every trigger ends in a result or an error.
+hands it on to the outlets (:class:`CaptureOutlet`: the MQTT results, the kiosk
+page). Captured portraits are never dropped silently: every trigger ends in a
+portrait or an error.
+
+This module knows nothing of MQTT: a failure is a :class:`CaptureError` whose
+code is one of :class:`CaptureFailure` (the codes the contract publishes on
+``B/error``); sizing the JPEG for a broker, spooling and publishing are the
+outlets' business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import queue
 import threading
@@ -22,25 +27,45 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from edgeportrait.capture import Camera, CameraError, Frame
 from edgeportrait.compose import compose, foreground_fraction
 from edgeportrait.config import AppConfig, PortraitConfig
+from edgeportrait.errors import Refusal
 from edgeportrait.health import Window
 from edgeportrait.imageio import encode_jpeg
 from edgeportrait.logsafe import shown
-from edgeportrait.publish.commands import CommandError
-from edgeportrait.results import CaptureStore, SeqCounter, jpeg_for_mqtt
+from edgeportrait.results import CaptureStore, SeqCounter
 from edgeportrait.segment.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
 
 
+class CaptureFailure(StrEnum):
+    """Why a capture did not end in a portrait (the values are the contract's error codes)."""
+
+    BUSY = "busy"  # capture.queue_limit triggers already waiting
+    STOPPING = "stopping"
+    CAMERA_UNAVAILABLE = "camera_unavailable"
+    WRITE_FAILED = "write_failed"
+    NOT_RECORDED = "spool_failed"  # neither the outlets' durable copy nor the seq file could be written
+    FAILED = "capture_failed"  # inference or composing raised
+
+
+class CaptureError(Refusal):
+    def __init__(self, failure: CaptureFailure, detail: str, request_id: str | None = None) -> None:
+        super().__init__(failure.value, detail, request_id)
+        self.failure = failure
+
+
 @dataclass
 class CaptureRequest:
-    trigger: str  # mqtt | interval | cli
+    trigger: str  # mqtt | interval | kiosk | cli
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     countdown_s: float | None = None
     settings: dict[str, Any] | None = None  # per-capture overrides, already checked
@@ -49,17 +74,70 @@ class CaptureRequest:
     received: float = field(default_factory=time.monotonic)
 
 
-@dataclass
-class CaptureOutcome:
-    """What a finished capture hands on: the result JSON and the JPEG for MQTT."""
+@dataclass(frozen=True)
+class Portrait:
+    """A finished capture: the picture (array and full-size JPEG), where it is saved, how it was made."""
 
     request: CaptureRequest
-    result: dict[str, Any]
-    mqtt_jpeg: bytes
+    seq: int
+    ts: dt.datetime
+    image: np.ndarray
+    jpeg: bytes
+    path: Path
+    foreground_fraction: float
+    timings_ms: dict[str, float]
+    model: str
+    precision: str
+    precision_reason: str
+    device: str
+    quality: int
 
 
-ResultSink = Callable[[CaptureOutcome], None]
-ErrorSink = Callable[[str | None, str, str], None]
+class CaptureOutlet(Protocol):
+    """Where captures go (the MQTT results, the kiosk page). Called on the capture thread, in order.
+
+    ``record`` keeps a durable copy of a portrait before its number is committed and may
+    raise ``OSError`` (the capture then decides what is safe); ``committed`` says the
+    number is on disk (``recorded`` False: ``record`` failed, send it now without a copy).
+    """
+
+    def countdown(self, request: CaptureRequest, seconds: float) -> None: ...
+
+    def record(self, portrait: Portrait) -> None: ...
+
+    def committed(self, portrait: Portrait, recorded: bool) -> None: ...
+
+    def failed(self, request_id: str | None, code: str, detail: str) -> None: ...
+
+
+class Outlets:
+    """Several outlets as one, in order; one that fails (other than ``record``) does not stop the rest."""
+
+    def __init__(self, *outlets: CaptureOutlet) -> None:
+        self._outlets = list(outlets)
+
+    def add(self, outlet: CaptureOutlet) -> None:
+        self._outlets.append(outlet)
+
+    def countdown(self, request: CaptureRequest, seconds: float) -> None:
+        self._each("countdown", request, seconds)
+
+    def record(self, portrait: Portrait) -> None:
+        for o in self._outlets:
+            o.record(portrait)  # an OSError goes back to the capture
+
+    def committed(self, portrait: Portrait, recorded: bool) -> None:
+        self._each("committed", portrait, recorded)
+
+    def failed(self, request_id: str | None, code: str, detail: str) -> None:
+        self._each("failed", request_id, code, detail)
+
+    def _each(self, name: str, *args: Any) -> None:
+        for o in self._outlets:
+            try:
+                getattr(o, name)(*args)
+            except Exception:
+                logger.exception("capture outlet %s.%s failed", type(o).__name__, name)
 
 
 class CaptureService:
@@ -70,23 +148,17 @@ class CaptureService:
         config: Callable[[], AppConfig],
         store: CaptureStore,
         seq: SeqCounter,
-        on_result: ResultSink,
-        on_error: ErrorSink,
-        on_committed: Callable[[], None] | None = None,
+        outlet: CaptureOutlet,
         quiet: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
-        on_unspooled: ResultSink | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter
-        self._config = config
+        self._config = config  # RuntimeSettings.snapshot: read once per capture
         self.store = store
         self.seq = seq
-        self._on_result = on_result
-        self._on_error = on_error
-        self._on_committed = on_committed  # the result's number is on disk: it may be delivered
+        self._outlet = outlet
         # keeps the live stream off the cores while a portrait is made (StreamPipeline.paused)
         self._quiet = quiet or contextlib.nullcontext
-        self._on_unspooled = on_unspooled  # the spool failed: send this result now, without a durable copy
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
@@ -112,28 +184,40 @@ class CaptureService:
             except queue.Empty:
                 break
             if req is not None:
-                self._on_error(req.id, "stopping", "the daemon is stopping; capture not taken")
+                self._outlet.failed(req.id, CaptureFailure.STOPPING, "the daemon is stopping; capture not taken")
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)  # wake the worker
         self._worker.join(timeout)
         self._timer.join(1.0)
 
     def submit(self, req: CaptureRequest) -> None:
-        """Queue a capture; ``CommandError("busy")`` when ``capture.queue_limit`` are waiting."""
+        """Queue a capture; ``CaptureError`` ``busy`` when ``capture.queue_limit`` are waiting."""
         if self._stop.is_set():
-            raise CommandError("stopping", "the daemon is stopping", req.id)
+            raise CaptureError(CaptureFailure.STOPPING, "the daemon is stopping", req.id)
         try:
             self._queue.put_nowait(req)
         except queue.Full:
             self.refused += 1
-            raise CommandError(
-                "busy", f"{self._queue.maxsize} captures already waiting; try again later", req.id
+            raise CaptureError(
+                CaptureFailure.BUSY, f"{self._queue.maxsize} captures already waiting; try again later", req.id
             ) from None
         logger.info("capture %s queued (trigger %s)", shown(req.id), req.trigger)
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
+
+    def stats(self) -> dict[str, Any]:
+        """The ``captures`` section of health."""
+        return {
+            "made": self.made,
+            "failed": self.failed,
+            "refused": self.refused,
+            "waiting": self.waiting,
+            "latency_ms_p50": self.latency_ms.percentile(50),
+            "latency_ms_p95": self.latency_ms.percentile(95),
+            "files_pruned": self.store.pruned,
+        }
 
     # -- the worker ---------------------------------------------------------------
 
@@ -144,20 +228,21 @@ class CaptureService:
                 return
             try:
                 self._take(req)
-            except CommandError as e:
+            except CaptureError as e:
                 self.failed += 1
                 logger.warning("capture %s failed: %s", shown(req.id), shown(e.detail, 500))
-                self._on_error(req.id, e.code, e.detail)
+                self._outlet.failed(req.id, e.code, e.detail)
             except Exception as e:  # a capture failing must not end the worker
                 self.failed += 1
                 logger.exception("capture %s failed", shown(req.id))
-                self._on_error(req.id, "capture_failed", f"{type(e).__name__}: {e}")
+                self._outlet.failed(req.id, CaptureFailure.FAILED, f"{type(e).__name__}: {e}")
             if self._stop.is_set() and self._queue.empty():
                 return
 
     def _take(self, req: CaptureRequest) -> None:
         cfg = self._config()
         countdown = cfg.capture.countdown_s if req.countdown_s is None else req.countdown_s
+        self._outlet.countdown(req, countdown)
         if countdown > 0:
             # a stop cuts the countdown short: the capture in progress still happens
             self._stop.wait(countdown)
@@ -167,7 +252,7 @@ class CaptureService:
     def _shoot(self, req: CaptureRequest, cfg: AppConfig) -> None:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        frame = self._frame(cfg)
+        frame = self._frame(cfg, req)
         t1 = time.perf_counter()
         timings["frame"] = (t1 - t0) * 1000
         with self._segmenter() as segmenter:  # the model in use, kept open for this inference
@@ -179,78 +264,73 @@ class CaptureService:
         t3 = time.perf_counter()
         timings["compose"] = (t3 - t2) * 1000
         full = encode_jpeg(image, quality)
-        mqtt_jpeg = jpeg_for_mqtt(image, full, cfg.mqtt.max_image_bytes, quality)
         t4 = time.perf_counter()
         timings["encode"] = (t4 - t3) * 1000
         now = dt.datetime.now(dt.timezone.utc)
         # Only this thread numbers results. The number is committed last, once the
-        # file is saved and the result handed on (spooled): a crash before that
+        # file is saved and the result handed on (recorded): a crash before that
         # leaves a file above the committed number, removed at the next start, and
         # never a number that subscribers would miss.
         seq = self.seq.last + 1
         try:
             path = self.store.write(f"{now:%Y%m%d-%H%M%S}-{seq:06d}.jpg", full)
         except OSError as e:
-            raise CommandError(
-                "write_failed", f"cannot save the portrait in {self.store.dir}: {e.strerror or e}", req.id
+            raise CaptureError(
+                CaptureFailure.WRITE_FAILED,
+                f"cannot save the portrait in {self.store.dir}: {e.strerror or e}",
+                req.id,
             ) from None
         t5 = time.perf_counter()
         timings["write"] = (t5 - t4) * 1000
         timings["total"] = (t5 - t0) * 1000
-        result = {
-            "id": req.id,
-            "seq": seq,
-            "ts": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "trigger": req.trigger,
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "path": str(path),
-            "bytes": len(mqtt_jpeg),
-            "sha256": hashlib.sha256(mqtt_jpeg).hexdigest(),
-            "foreground_fraction": round(foreground_fraction(mask, portrait_cfg), 4),
-            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
-            "model": segmenter.name,
-            "precision": segmenter.precision,
-            "precision_reason": segmenter.precision_reason,
-            "device": segmenter.device,
-        }
-        outcome = CaptureOutcome(req, result, mqtt_jpeg)
-        # A result may leave the device only once its number is on disk (in the spool
-        # or the seq file): a start after a crash numbers from what is on disk, and
-        # removes portraits above it as captures cut short, so a number published but
+        portrait = Portrait(
+            request=req,
+            seq=seq,
+            ts=now,
+            image=image,
+            jpeg=full,
+            path=path,
+            foreground_fraction=round(foreground_fraction(mask, portrait_cfg), 4),
+            timings_ms={k: round(v, 1) for k, v in timings.items()},
+            model=segmenter.name,
+            precision=segmenter.precision,
+            precision_reason=segmenter.precision_reason,
+            device=segmenter.device,
+            quality=quality,
+        )
+        # A result may leave the device only once its number is on disk (in the outlets'
+        # durable copy or the seq file): a start after a crash numbers from what is on disk,
+        # and removes portraits above it as captures cut short, so a number published but
         # not recorded would be handed out again, and its portrait deleted.
-        spool_error: OSError | None = None
+        record_error: OSError | None = None
         try:
-            self._on_result(outcome)  # into the spool (durable), when there is one
+            self._outlet.record(portrait)  # the spool (durable), when MQTT is on
         except OSError as e:
-            spool_error = e
+            record_error = e
         try:
             self.seq.commit(seq)
         except OSError as e:
-            if spool_error is not None:
-                # neither the spool nor the seq file: the state directory is unusable.
+            if record_error is not None:
+                # neither the durable copy nor the seq file: the state directory is unusable.
                 # The result cannot be published safely; its portrait would be taken for
                 # an unfinished capture at the next start, so it goes now. One answer: this error.
                 self._discard(path)
-                raise CommandError(
-                    "spool_failed",
+                raise CaptureError(
+                    CaptureFailure.NOT_RECORDED,
                     f"cannot record the result in the state directory ({e.strerror or e}); "
                     "nothing published and the portrait not kept",
                     req.id,
                 ) from None
-            # the result is in the spool and waits there until its number can be recorded;
+            # the result is recorded and waits there until its number can be written;
             # numbering goes on in memory so this run never repeats a number
             logger.error("cannot record seq %d in the state directory: %s; its result waits in the spool",
                          seq, e.strerror or e)
             self.seq.bump_to(seq)
-        if spool_error is not None:
-            # the number is on disk, the spool is not usable: send it now (one answer, the result)
-            logger.error("spool write failed (%s); publishing seq %d without a durable copy",
-                         spool_error.strerror or spool_error, seq)
-            if self._on_unspooled is not None:
-                self._on_unspooled(outcome)
-        if self._on_committed is not None:
-            self._on_committed()
+        if record_error is not None:
+            # the number is on disk, the durable copy is not: the outlets send it now
+            logger.error("recording the result failed (%s); publishing seq %d without a durable copy",
+                         record_error.strerror or record_error, seq)
+        self._outlet.committed(portrait, record_error is None)
         self.made += 1
         self.latency_ms.add((time.monotonic() - req.received) * 1000)
         logger.info("capture %s: seq %d, %s (%d bytes)", shown(req.id), seq, shown(path), len(full))
@@ -261,7 +341,7 @@ class CaptureService:
         except OSError as e:
             logger.warning("%s: cannot remove: %s", shown(path), e.strerror or e)
 
-    def _frame(self, cfg: AppConfig) -> Frame:
+    def _frame(self, cfg: AppConfig, req: CaptureRequest) -> Frame:
         timeout = cfg.capture.timeout_s
         try:
             if cfg.camera.still_width is not None:
@@ -269,7 +349,7 @@ class CaptureService:
             # "the next frame after the trigger (and countdown)": newer than now
             return self.camera.wait_frame(time.monotonic(), timeout)
         except CameraError as e:
-            raise CommandError("camera_unavailable", str(e)) from None
+            raise CaptureError(CaptureFailure.CAMERA_UNAVAILABLE, str(e), req.id) from None
 
     @staticmethod
     def _settings_for(cfg: AppConfig, req: CaptureRequest) -> tuple[PortraitConfig, int]:
@@ -301,5 +381,5 @@ class CaptureService:
                 next_at = now + interval
             try:
                 self.submit(CaptureRequest(trigger="interval"))
-            except CommandError as e:
+            except CaptureError as e:
                 logger.warning("interval capture skipped: %s", e.detail)

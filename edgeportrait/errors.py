@@ -32,3 +32,19 @@ class FatalError(Exception):
     """Something outside the user's control broke (model missing, device failed)."""
 
     exit_code = EX_FATAL
+
+
+class Refusal(Exception):
+    """A request the daemon refuses or could not carry out, answered (not raised to the top).
+
+    ``code`` is the machine-readable reason (the contract's ``B/error`` codes);
+    ``detail`` is for people; ``request_id`` the id of the command or capture.
+    """
+
+    MAX_DETAIL_CHARS = 500
+
+    def __init__(self, code: str, detail: str, request_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail[: self.MAX_DETAIL_CHARS]
+        self.command_id = request_id

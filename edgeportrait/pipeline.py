@@ -31,7 +31,7 @@ import numpy as np
 
 from edgeportrait.capture import Camera, Frame
 from edgeportrait.compose import Compositor
-from edgeportrait.config import PipelineConfig
+from edgeportrait.config import AppConfig
 from edgeportrait.health import RateMeter, Window
 from edgeportrait.segment.segmenter import Segmenter
 
@@ -61,16 +61,19 @@ class StreamPipeline:
         camera: Camera,
         segmenter: Callable[[], AbstractContextManager[Segmenter]],
         compositor: Compositor,
-        cfg: PipelineConfig,
+        settings: Callable[[], AppConfig],
         on_frame_done: Callable[[], None] | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter  # borrows the model in use (it may be switched at run time)
         self.compositor = compositor
-        self.cfg = cfg  # replaced as a whole by settings/set; each loop reads it once
+        # RuntimeSettings.snapshot: each stage reads it once per frame, so a change
+        # applies from the next frame and a frame never sees half of one
+        self._settings = settings
         self._on_frame_done = on_frame_done
-        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=cfg.queue_size)
-        self._masked: queue.Queue[_Item] = queue.Queue(maxsize=cfg.queue_size)
+        size = settings().pipeline.queue_size  # (not a runtime setting)
+        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=size)
+        self._masked: queue.Queue[_Item] = queue.Queue(maxsize=size)
         self._stop = threading.Event()
         self._held = threading.Event()  # set while a capture runs (see paused)
         self._threads: list[threading.Thread] = []
@@ -138,7 +141,7 @@ class StreamPipeline:
                 frame = self._frames.get(timeout=0.2)
             except queue.Empty:
                 continue
-            cfg = self.cfg
+            cfg = self._settings().pipeline
             now = time.monotonic()
             if now < next_due or self._held.is_set():
                 with self._lock:
@@ -189,7 +192,7 @@ class StreamPipeline:
                     self.skipped += 1
                 continue
             try:
-                self.compositor.compose(frame.image, mask)
+                self.compositor.compose(frame.image, mask, self._settings().portrait)
             except Exception:
                 logger.exception("pipeline: composing frame %d failed", frame.index)
                 with self._lock:

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from edgeportrait.config import AppConfig
-from edgeportrait.publish.commands import (
+from edgeportrait.commands import (
     CommandError,
     apply_settings,
     parse_capture,
     parse_settings,
-    runtime_state,
 )
+from edgeportrait.config import AppConfig
+from edgeportrait.messages import ErrorMessage, settings_state
 from edgeportrait.publish.discovery import discovery_messages
 
 
@@ -52,8 +52,9 @@ def test_error_echoes_the_commands_id_when_it_has_one() -> None:
     """A refused capture with a usable id carries that id in its error payload."""
     with pytest.raises(CommandError) as e:
         parse_capture(b'{"id": "abc", "countdown_s": -1}')
-    assert e.value.payload()["id"] == "abc"
-    assert set(e.value.payload()) == {"id", "error", "detail"}
+    assert e.value.command_id == "abc"
+    answer = ErrorMessage(id=e.value.command_id, error=e.value.code, detail=e.value.detail)
+    assert set(json.loads(answer.json_bytes())) == {"id", "error", "detail"}
 
 
 def test_settings_change_is_validated_against_the_whole_config() -> None:
@@ -101,9 +102,9 @@ def test_settings_payload_may_carry_an_id() -> None:
     assert e.value.code == "bad_json"
 
 
-def test_runtime_state_lists_only_runtime_settings() -> None:
+def test_settings_state_lists_only_runtime_settings() -> None:
     """B/settings/state shows the runtime settings, not the broker address or paths."""
-    state = runtime_state(AppConfig())
+    state = settings_state(AppConfig())
     assert set(state) == {"portrait", "pipeline", "model", "capture", "health"}
     assert "queue_size" not in state["pipeline"] and "output_dir" not in state["capture"]
     json.dumps(state)

@@ -10,9 +10,10 @@ import pytest
 from conftest import Broker, free_port, start_mosquitto, stop_mosquitto
 from mqtt_watch import Watcher
 
+from edgeportrait.commands import Command
 from edgeportrait.config import MqttConfig
 from edgeportrait.errors import FatalError
-from edgeportrait.publish.mqtt import Command, MqttLink, read_password
+from edgeportrait.publish.mqtt import MqttLink, read_password
 
 
 def _link(broker_port: int, device: str, **cfg: object) -> tuple[MqttLink, queue.Queue, list]:

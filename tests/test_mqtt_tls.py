@@ -21,8 +21,9 @@ from conftest import Broker, _wait_accepting, free_port, start_mosquitto, stop_m
 from mqtt_watch import Watcher
 from pki import Pki, make_pki
 
+from edgeportrait.commands import Command
 from edgeportrait.config import MqttConfig
-from edgeportrait.publish.mqtt import Command, MqttLink
+from edgeportrait.publish.mqtt import MqttLink
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeportrait.capture import Frame
-from edgeportrait.config import PipelineConfig
+from edgeportrait.config import AppConfig, PipelineConfig
 from edgeportrait.pipeline import StreamPipeline
 
 
@@ -50,7 +50,7 @@ class FakeCompositor:
     def __init__(self) -> None:
         self.calls: list[tuple[int, float]] = []
 
-    def compose(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def compose(self, image: np.ndarray, mask: np.ndarray, settings: object = None) -> np.ndarray:
         self.calls.append((int(image[0, 0, 0]), float(mask[0, 0])))
         return image
 
@@ -69,7 +69,7 @@ def _pipeline(**cfg: Any) -> tuple[StreamPipeline, FakeCamera, FakeSegmenter, Fa
         cam,  # type: ignore[arg-type]
         lambda: contextlib.nullcontext(seg),  # type: ignore[arg-type,return-value]
         comp,  # type: ignore[arg-type]
-        PipelineConfig(max_fps=120, **cfg),
+        lambda: AppConfig(pipeline=PipelineConfig(max_fps=120, **cfg)),
         on_frame_done=lambda: flowed.append(1),
     )
     return p, cam, seg, comp

@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 
 from edgeportrait.imageio import encode_jpeg
-from edgeportrait.results import CaptureStore, SeqCounter, Spool, jpeg_for_mqtt
+from edgeportrait.messages import ResultMessage
+from edgeportrait.publish.spool import Spool, jpeg_for_mqtt
+from edgeportrait.results import CaptureStore, SeqCounter
 
 
 def test_seq_increases_by_one_and_survives_a_restart(tmp_path: Path) -> None:
@@ -107,17 +109,25 @@ def test_jpeg_for_mqtt_scales_down_only_when_too_large() -> None:
     assert jpeg_for_mqtt(img, full, len(full), 92) is full
 
 
+def _result(seq: int) -> ResultMessage:
+    return ResultMessage(
+        id=f"c{seq}", seq=seq, ts="2026-11-29T00:00:00.000Z", trigger="mqtt", width=4, height=3,
+        path=f"/x/{seq}.jpg", bytes=1, sha256="0" * 64, foreground_fraction=0.5, timings_ms={"total": 1.0},
+        model="general", precision="fp32", precision_reason="test", device="CPU",
+    )
+
+
 def test_spool_returns_entries_in_seq_order_and_survives_reopen(tmp_path: Path) -> None:
     """Entries come out lowest seq first, with image and MQTT 5 correlation data, also after a restart."""
     sp = Spool(tmp_path, max_files=10, max_bytes=10**8)
-    sp.put(7, {"seq": 7}, b"img7", "reply/here", b"\x01\x02")
-    sp.put(5, {"seq": 5}, b"img5")
+    sp.put(7, _result(7), b"img7", "reply/here", b"\x01\x02")
+    sp.put(5, _result(5), b"img5")
     again = Spool(tmp_path, max_files=10, max_bytes=10**8)
     first = again.oldest()
     assert first is not None and first.seq == 5 and first.image() == b"img5" and first.response_topic is None
     again.remove(5)
     second = again.oldest()
-    assert second is not None and second.result == {"seq": 7}
+    assert second is not None and second.result == _result(7)
     assert second.response_topic == "reply/here" and second.correlation_data == b"\x01\x02"
     assert again.highest_seq() == 7
 
@@ -135,7 +145,7 @@ def test_spool_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
     """Beyond spool max_files the oldest undelivered entries are dropped and counted, never a crash."""
     sp = Spool(tmp_path, max_files=2, max_bytes=10**8)
     for s in (1, 2, 3):
-        sp.put(s, {"seq": s}, b"x")
+        sp.put(s, _result(s), b"x")
     assert sp.stats()["entries"] == 2 and sp.stats()["dropped"] == 1
     oldest = sp.oldest()
     assert oldest is not None and oldest.seq == 2
@@ -144,7 +154,7 @@ def test_spool_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
 def test_spool_drops_damaged_entry_and_goes_on(tmp_path: Path) -> None:
     """A corrupt JSON entry is dropped (and counted); the next good one is returned."""
     sp = Spool(tmp_path, max_files=10, max_bytes=10**8)
-    sp.put(2, {"seq": 2}, b"x")
+    sp.put(2, _result(2), b"x")
     (tmp_path / "000000000001.json").write_text("{broken")
     e = sp.oldest()
     assert e is not None and e.seq == 2 and sp.dropped == 1

@@ -37,3 +37,7 @@ class ModelConfig(Section):
         "else ~/.cache/edgeportrait/ov).",
     )
     infer_requests: int = Field(2, ge=1, le=8, description="Inference requests in flight at once.")
+
+    def key(self) -> tuple[str, str, str]:
+        """What a model change at run time changes: name, precision, device."""
+        return (self.name, self.precision, self.device)

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edgeportrait.commands import Command, CommandKind, peek_payload_id
 from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.errors import FatalError
 from edgeportrait.logsafe import shown
-from edgeportrait.publish.commands import peek_payload_id
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +48,7 @@ TAKEOVERS_TO_SUSPECT = 2
 DUPLICATE_BACKOFF_MIN_S = 5
 DUPLICATE_BACKOFF_MAX_S = 300
 DUPLICATE_FORGET_S = 600.0  # no evidence for this long: the other one is gone
-
-
-@dataclass(frozen=True)
-class Command:
-    """One message on a subscribed topic, as the daemon sees it."""
-
-    kind: str  # capture | settings | health | ha_status
-    topic: str
-    payload: bytes
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
+OWN_HEALTH = "own_health"  # our own B/health topic, watched for another daemon with our device_id
 
 
 CommandHandler = Callable[[Command], None]
@@ -203,18 +192,18 @@ class MqttLink:
     def topic(self, suffix: str) -> str:
         return f"{self.base}/{suffix}"
 
-    def subscriptions(self) -> list[tuple[str, str]]:
+    def subscriptions(self) -> list[tuple[str, CommandKind | str]]:
         """(topic, kind) pairs this daemon listens to — nothing else."""
-        subs = [
-            (self.topic("capture"), "capture"),
-            (self.fleet_capture, "capture"),
-            (self.topic("settings/set"), "settings"),
-            (self.topic("health/get"), "health"),
+        subs: list[tuple[str, CommandKind | str]] = [
+            (self.topic("capture"), CommandKind.CAPTURE),
+            (self.fleet_capture, CommandKind.CAPTURE),
+            (self.topic("settings/set"), CommandKind.SETTINGS),
+            (self.topic("health/get"), CommandKind.HEALTH),
         ]
         if self.cfg.discovery.enabled:
-            subs.append((self.ha_status, "ha_status"))
+            subs.append((self.ha_status, CommandKind.HA_STATUS))
         if self.instance is not None:
-            subs.append((self.topic("health"), "own_health"))  # not a command: who else publishes here?
+            subs.append((self.topic("health"), OWN_HEALTH))  # not a command: who else publishes here?
         return subs
 
     # -- lifecycle ----------------------------------------------------------
@@ -430,15 +419,15 @@ class MqttLink:
         if kind is None:
             logger.debug("MQTT: ignoring message on %s", msg.topic)
             return
-        if kind == "own_health":
+        if not isinstance(kind, CommandKind):  # OWN_HEALTH
             self._check_own_health(msg)
             return
-        if kind != "ha_status" and self._is_retained_clear(msg):
+        if kind != CommandKind.HA_STATUS and self._is_retained_clear(msg):
             # `mosquitto_pub -r -n` (the cure for a `retained` error) is not a command,
             # on any topic: on the fleet topic it would make every booth take a picture
             logger.info("MQTT: retained message on %s cleared (not a command)", shown(msg.topic))
             return
-        if msg.retain and kind != "ha_status":
+        if msg.retain and kind != CommandKind.HA_STATUS:
             # A retained command left on the broker would re-fire on every
             # reconnect; commands are events, not state.
             self._retained_seen.add(msg.topic)
@@ -463,7 +452,7 @@ class MqttLink:
             if response_topic is not None and ("#" in response_topic or "+" in response_topic):
                 response_topic = None  # wildcards are not publishable topics
         try:
-            self._on_command(Command(kind, msg.topic, bytes(msg.payload), response_topic, correlation))
+            self._on_command(Command(kind, bytes(msg.payload), msg.topic, response_topic, correlation))
         except Exception as e:  # the daemon never stops because of a message
             logger.exception("MQTT: handling %s failed", msg.topic)
             self._on_error(None, "internal", f"{type(e).__name__}: {e}")

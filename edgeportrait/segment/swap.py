@@ -25,7 +25,9 @@ from contextlib import contextmanager
 import openvino as ov
 
 from edgeportrait.config import ModelConfig
+from edgeportrait.health import percentile
 from edgeportrait.segment.segmenter import Segmenter
+from edgeportrait.settings import SettingsChange
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ OnFailed = Callable[[str | None, str], None]
 
 def model_key(cfg: ModelConfig) -> tuple[str, str, str]:
     """What a model change changes: name, precision, device."""
-    return (cfg.name, cfg.precision, cfg.device)
+    return cfg.key()
 
 
 def describe(cfg: ModelConfig) -> str:
@@ -176,3 +178,29 @@ class ModelSlot:
             self._cond.notify_all()
         self._worker.join(timeout)
         self._release(self._current, timeout)
+
+    def stats(self) -> dict[str, object]:
+        """The ``inference`` section of health: the model in use and its figures."""
+        seg = self._current
+        lat = list(seg.latencies_ms)
+        return {
+            "device": seg.device,
+            "precision": seg.precision,
+            "precision_reason": seg.precision_reason,
+            "model": seg.name,
+            "ms_p50": percentile(lat, 50),
+            "ms_p95": percentile(lat, 95),
+            # devices passed over and why (absent, failed to compile, failed at run time)
+            "fallbacks": list(seg.fallbacks[-5:]),
+            # "general/fp32 on CPU" while a model change compiles, else null
+            "switching_to": self.switching_to,
+            "swaps": self.swaps,
+            # compiled models in memory: 2 only while one is compiled or the one it replaced finishes
+            "models_loaded": self.loaded,
+        }
+
+    def settings_changed(self, change: SettingsChange) -> None:
+        """A ``RuntimeSettings`` subscriber: a change that asks for another model switches to it."""
+        if change.model_requested:
+            # the last request wins, also one for the model that runs (it cancels a pending switch)
+            self.request(change.wanted_model, change.command_id)

@@ -1,7 +1,7 @@
-"""Validation of MQTT commands: every bad payload becomes one ``CommandError``.
+"""Commands, whatever brought them (MQTT, the kiosk page): parsing, validation, dispatch.
 
-A command that is not valid (bad JSON, wrong types, unknown setting, value
-out of range) changes nothing; the daemon answers it on ``B/error`` as
+Every bad payload becomes one ``CommandError``. A command that is not valid
+(bad JSON, wrong types, unknown setting, value out of range) changes nothing; the daemon answers it on ``B/error`` as
 ``{"id", "error", "detail"}``. Settings changes are checked by merging them
 into the current config and validating the whole ``AppConfig`` again, so the
 same rules apply as at start.
@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeportrait.config import RUNTIME_SETTINGS, AppConfig, merge_settings, validation_messages
+from edgeportrait.errors import Refusal
+
+logger = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 128
-MAX_DETAIL_CHARS = 500
+MAX_DETAIL_CHARS = Refusal.MAX_DETAIL_CHARS
 JSON_WHITESPACE = " \t\r\n"  # RFC 8259; str.strip() would also eat control characters
 
 # Sections a single capture may override: composing a portrait differently is
@@ -29,17 +36,65 @@ PER_CAPTURE_SETTINGS: dict[str, frozenset[str]] = {
 }
 
 
-class CommandError(Exception):
+class CommandError(Refusal):
     """A refused command: ``code`` is the machine-readable reason on ``B/error``."""
 
-    def __init__(self, code: str, detail: str, command_id: str | None = None) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail[:MAX_DETAIL_CHARS]
-        self.command_id = command_id
 
-    def payload(self) -> dict[str, Any]:
-        return {"id": self.command_id, "error": self.code, "detail": self.detail}
+class CommandKind(StrEnum):
+    """What a message asks for; the key of :class:`Dispatcher`'s handler table."""
+
+    CAPTURE = "capture"
+    SETTINGS = "settings"
+    HEALTH = "health"
+    HA_STATUS = "ha_status"  # Home Assistant came (back) online: announce the entities again
+
+
+@dataclass(frozen=True)
+class Command:
+    """One incoming message, as the handlers see it (the transport filled in what it has)."""
+
+    kind: CommandKind
+    payload: bytes
+    origin: str = ""  # the MQTT topic, or "http"
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+Handler = Callable[[Command], None]
+ErrorSink = Callable[[str | None, str, str], None]
+
+
+class Dispatcher:
+    """The handler table: one handler per :class:`CommandKind`.
+
+    A transport (``publish.mqtt.MqttLink``, the kiosk server) turns a message into
+    a :class:`Command` and calls the dispatcher; it knows no handler. A handler
+    refuses by raising :class:`~edgeportrait.errors.Refusal` (``CommandError``,
+    ``CaptureError``); the dispatcher answers that on ``on_error`` (``B/error``), so
+    no message can stop the daemon.
+    """
+
+    def __init__(self, on_error: ErrorSink) -> None:
+        self._handlers: dict[CommandKind, Handler] = {}
+        self._on_error = on_error
+
+    def register(self, kind: CommandKind, handler: Handler) -> None:
+        if kind in self._handlers:
+            raise ValueError(f"a handler for {kind} is registered already")
+        self._handlers[kind] = handler
+
+    def handles(self, kind: CommandKind) -> bool:
+        return kind in self._handlers
+
+    def __call__(self, cmd: Command) -> None:
+        handler = self._handlers.get(cmd.kind)
+        if handler is None:
+            logger.debug("no handler for %s; ignored", cmd.kind)
+            return
+        try:
+            handler(cmd)
+        except Refusal as e:
+            self._on_error(e.command_id, e.code, e.detail)
 
 
 class CaptureCommand(BaseModel):
