@@ -162,6 +162,7 @@ class CaptureService:
         limit = config().capture.queue_limit
         self._queue: queue.Queue[CaptureRequest | None] = queue.Queue(maxsize=limit)
         self._stop = threading.Event()
+        self._rethink = threading.Event()  # wakes the interval timer: settings changed, or stop
         self._worker = threading.Thread(target=self._run, name="capture", daemon=True)
         self._timer = threading.Thread(target=self._interval_loop, name="capture-interval", daemon=True)
         self.made = 0
@@ -178,6 +179,7 @@ class CaptureService:
     def stop(self, timeout: float = 15.0) -> None:
         """Finish the capture in progress (countdown cut short); refuse what is still queued."""
         self._stop.set()
+        self._rethink.set()
         while True:
             try:
                 req = self._queue.get_nowait()
@@ -364,17 +366,25 @@ class CaptureService:
 
     # -- interval captures ------------------------------------------------------------
 
+    def settings_changed(self, change: object) -> None:
+        """A ``RuntimeSettings`` subscriber: the interval timer looks at ``capture.interval_s`` again."""
+        self._rethink.set()
+
     def _interval_loop(self) -> None:
         next_at: float | None = None
-        while not self._stop.wait(0.2):
+        while not self._stop.is_set():
             interval = self._config().capture.interval_s
+            now = time.monotonic()
             if interval <= 0:
                 next_at = None
+                self._rethink.wait()  # until the interval is switched on (or a stop)
+                self._rethink.clear()
                 continue
-            now = time.monotonic()
             if next_at is None or next_at > now + interval:  # (re)started or interval shortened
                 next_at = now + interval
             if now < next_at:
+                if self._rethink.wait(next_at - now):
+                    self._rethink.clear()
                 continue
             next_at += interval
             if next_at < now:  # fell behind (a long capture): do not fire a burst

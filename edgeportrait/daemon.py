@@ -128,6 +128,7 @@ class Daemon:
         parts.callback(_step, "pipeline", pipeline.stop)
 
         captures = CaptureService(camera, models.use, settings, store, seq, outlets, quiet=pipeline.paused)
+        parts.callback(self.settings.subscribe(captures.settings_changed))
         reporter = HealthReporter(settings, self.instance, lambda: self.state, camera, pipeline, models, captures)
         health_sinks: list[Callable[[HealthMessage], None]] = [log_health]
         health = HealthLoop(settings, reporter.report, health_sinks)

@@ -24,6 +24,8 @@ import yaml
 from conftest import Broker
 from mqtt_watch import Msg, Watcher
 
+from edgeportrait.messages import ErrorMessage, HealthMessage, ResultMessage
+
 DATA = Path(__file__).parent / "data"
 MODEL_PRECISION = "int8"
 
@@ -62,11 +64,28 @@ class Daemon:
 
     def result(self, cid: str, timeout: float = 60.0, start: int = 0) -> dict:
         m = self.wait("result", lambda m: json.loads(m.payload).get("id") == cid, timeout, start)
-        return json.loads(m.payload)
+        # the payload is exactly the ResultMessage the docs describe (no field missing or extra)
+        return ResultMessage.model_validate_json(m.payload).model_dump()
 
     def error(self, pred, timeout: float = 30.0, start: int = 0) -> dict:  # noqa: ANN001
         m = self.wait("error", lambda m: pred(json.loads(m.payload)), timeout, start)
-        return json.loads(m.payload)
+        return ErrorMessage.model_validate_json(m.payload).model_dump()
+
+    def settings_state(self) -> dict:
+        """The retained B/settings/state, as a late subscriber sees it."""
+        late = self.watcher([f"{self.base}/settings/state"])
+        try:
+            return json.loads(late.wait_for(lambda m: m.retain).payload)
+        finally:
+            late.close()
+
+    def restore_settings(self, state: dict) -> None:
+        """Back to ``state`` (the runtime settings at start), waiting until the daemon says so."""
+        if self.settings_state() == state:
+            return
+        mark = self.watch.mark()
+        self.cmd("settings/set", state)
+        self.wait("settings/state", lambda m: json.loads(m.payload) == state, 120, mark)
 
     def image_for(self, result: dict, start: int = 0) -> bytes:
         """The B/result/image payload whose sha256 is the result's."""
@@ -129,10 +148,19 @@ def end_daemon(d: Daemon) -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def shared_daemon(mosquitto: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, dict]]:
     d = start_daemon(tmp_path_factory.mktemp("daemon"), mosquitto, "it-main")
-    yield d
+    yield d, d.settings_state()
     end_daemon(d)
+
+
+@pytest.fixture
+def daemon(shared_daemon: tuple[Daemon, dict]) -> Iterator[Daemon]:
+    """The module's daemon, its runtime settings put back after each test (no test sees another's)."""
+    d, initial = shared_daemon
+    yield d
+    if d.proc.poll() is None:
+        d.restore_settings(initial)
 
 
 def _decode(jpeg: bytes) -> np.ndarray:
@@ -268,10 +296,12 @@ def test_triggers_beyond_the_queue_limit_are_busy(daemon: Daemon) -> None:
                     out.append((p["id"], "error:" + p["error"] if "error" in p else "result"))
         return out
 
-    deadline = time.monotonic() + 120
-    while len({cid for cid, _ in answers()}) < len(ids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)  # room for a wrong second answer to show up
+    for cid in ids:
+        daemon.watch.wait_for(lambda m, cid=cid: m.topic in (f"{daemon.base}/result", f"{daemon.base}/error")
+                              and json.loads(m.payload).get("id") == cid, timeout=120, start=mark)
+    # captures are taken in order: once a later one's result is out, no answer to these can still come
+    daemon.cmd("capture", {"id": "after-the-burst"})
+    daemon.result("after-the-burst", start=mark)
     got = answers()
     assert len(got) == len({cid for cid, _ in got}), f"an id was answered twice: {got}"
     answered = dict(got)
@@ -285,6 +315,7 @@ def test_health_is_retained_with_contract_fields(daemon: Daemon) -> None:
     mark = daemon.watch.mark()
     daemon.cmd("health/get", b"")
     m = daemon.wait("health", lambda m: json.loads(m.payload)["pipeline"]["fps"] > 0, start=mark)
+    HealthMessage.model_validate_json(m.payload)  # every field the docs name, nothing else
     h = json.loads(m.payload)
     for key in ("ts", "uptime_s", "version", "state"):
         assert key in h
@@ -422,7 +453,10 @@ def test_sigterm_finishes_capture_publishes_stopped_and_exits_0(mosquitto: Broke
     try:
         mark = d.watch.mark()
         d.cmd("capture", {"id": "last", "countdown_s": 30})
-        time.sleep(0.5)  # let the trigger reach the daemon before the signal
+        # commands are handled in the order they arrive: the echo of this change means
+        # the capture above was taken (and is counting down) before the signal
+        d.cmd("settings/set", {"capture": {"jpeg_quality": 91}})
+        d.wait("settings/state", lambda m: json.loads(m.payload)["capture"]["jpeg_quality"] == 91, start=mark)
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(20) == 0, d.log_tail()
         d.result("last", start=mark)

@@ -206,8 +206,12 @@ def _fuzz_batch(d: Daemon, batch: list) -> None:
     deadline = time.monotonic() + 60
     while _count(d, "error", start) < len(sent) and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.05)  # a second answer to one payload would arrive right behind the first
-    assert _count(d, "error", start) == len(sent), [(t, p[:160]) for t, p in sent]
+    # commands are answered in order: once this one's answer is out, no second answer to
+    # a payload above can still come
+    sentinel = f"sentinel-{Tally.sent}"
+    d.cmd("settings/set", {"id": sentinel, "portrait": {"blur": -1}})
+    d.error(lambda e: e["id"] == sentinel, start=start)
+    assert _count(d, "error", start) == len(sent) + 1, [(t, p[:160]) for t, p in sent]
     assert _count(d, "result", start) == 0, "a fuzzed payload made a portrait"
     assert d.proc.poll() is None, d.log_tail()
 

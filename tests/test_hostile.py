@@ -110,8 +110,12 @@ def test_retained_commands_are_refused_with_their_id_and_their_clears_do_nothing
             w.publish(f"{base}/{suffix}", b"", retain=True)
         d.cmd("capture", {"id": "after-clears"})
         d.result("after-clears", start=mark)
-        time.sleep(0.3)  # room for a wrong answer to a clear, published after the result, to arrive
-        seen = [(m.topic.removeprefix(base + "/"), m.payload) for m in d.watch.messages[mark:]
+        # messages are handled and captures taken in order: once a later capture's result
+        # is out, no answer to a clear (or capture it started) can still come
+        d.cmd("capture", {"id": "sentinel"})
+        end = d.watch.messages.index(d.watch.wait_for(
+            lambda m: m.topic == f"{base}/result" and json.loads(m.payload)["id"] == "sentinel", start=mark))
+        seen = [(m.topic.removeprefix(base + "/"), m.payload) for m in d.watch.messages[mark:end]
                 if not m.topic.endswith("/result/image")]
         results = [json.loads(p)["id"] for t, p in seen if t == "result"]
         assert results == ["after-clears"], seen
@@ -136,9 +140,10 @@ def test_a_live_retained_fleet_capture_is_refused_and_its_clear_takes_no_picture
         daemon.watch.publish(fleet, b"", retain=True)
     daemon.cmd("capture", {"id": "after-fleet-clear"})
     daemon.result("after-fleet-clear", start=mark)
-    time.sleep(0.3)
+    daemon.cmd("capture", {"id": "fleet-sentinel"})  # taken after anything the clear could have started
+    daemon.result("fleet-sentinel", start=mark)
     results = [json.loads(m.payload)["id"] for m in daemon.watch.messages[mark:] if m.topic == f"{daemon.base}/result"]
-    assert results == ["after-fleet-clear"]
+    assert results == ["after-fleet-clear", "fleet-sentinel"]
 
 
 # -- numbers are numbers ---------------------------------------------------------------
@@ -345,7 +350,10 @@ def test_a_failing_state_dir_never_reuses_a_seq_nor_deletes_a_delivered_portrait
         d.cmd("capture", {"id": "restarted"})
         again = d.result("restarted", start=mark)
         assert _wait_until(lambda: _answers(first, "during") + _answers(d, "during") != [], 30), d.log_tail()
-        time.sleep(0.3)  # room for a wrong second answer
+        # a redelivered answer leaves the spool before newer results: once a later capture's
+        # result is out, no second answer to "during" can still come
+        d.cmd("capture", {"id": "sentinel"})
+        d.result("sentinel", start=mark)
         answers = _answers(first, "during") + _answers(d, "during")
         assert len(answers) == 1, answers  # exactly one answer per trigger
         results = [a for w in (first, d) for cid in ("before", "during", "restarted") for a in _answers(w, cid)

@@ -72,7 +72,9 @@ def test_commands_routed_only_from_own_topics_and_fleet_topic(mosquitto: Broker)
             ("settings", b"{}"),
             ("health", b""),
         ]
-        time.sleep(0.5)  # nothing else trickles in from the foreign topics
+        # delivered in order: once this one is in, nothing from the foreign topics can follow
+        w.publish("edgeportrait/link-route/health/get", b"sentinel")
+        assert commands.get(timeout=10).payload == b"sentinel"
         assert commands.empty()
     finally:
         w.close()
