@@ -90,6 +90,7 @@ class PipelineHealth(_Message):
     latency_ms_p50: float | None
     latency_ms_p95: float | None
     frames: int
+    composed: int  # frames composed for the live preview (none while nobody watches)
     dropped: int
     skipped: int
     errors: int

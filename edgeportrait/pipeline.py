@@ -12,8 +12,15 @@ Three stages, each on its own thread, joined by small bounded queues:
    one already composed (inference results can finish out of order) is stale,
    dropped and counted.
 
-The stream keeps the mask and the temporal smoothing warm and the health
-figures live; captures do their own full-resolution inference.
+The stream feeds the live preview (the kiosk page, ``/stream.mjpg``): a frame
+is composed only when the preview wants one (:class:`PreviewSink.due`: a
+viewer is connected and ``preview.max_fps`` allows it), at the preview's size
+(the camera frame is scaled down *before* composing, so a 720p preview of a
+1080p camera composes 720p), with the same compositor and settings as a
+capture and the temporal smoothing between frames. While nobody watches,
+nothing is composed: the stream segments ``IDLE_FPS`` frames a second, which
+keeps the mask warm (the first preview frame has one), the inference figures
+and the watchdog alive. Captures do their own full-resolution inference.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from edgeportrait.capture import Camera, Frame
@@ -38,6 +46,31 @@ from edgeportrait.segment.segmenter import Segmenter
 logger = logging.getLogger(__name__)
 
 _Item = tuple[Frame, np.ndarray]
+
+# frames segmented per second while no preview is wanted
+IDLE_FPS = 2.0
+
+
+class PreviewSink(Protocol):
+    """Where composed stream frames go (``web.preview.PreviewEncoder``)."""
+
+    def due(self) -> bool:
+        """A preview frame is wanted now (a viewer, within max_fps)."""
+        ...
+
+    def offer(self, image: np.ndarray, captured_ts: float) -> bool:
+        """Encode and publish a composed frame; False if it was not wanted after all."""
+        ...
+
+
+def scale_to_fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled down (never up) to fit width×height, aspect kept."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _put_newest(q: queue.Queue[Any], item: Any) -> int:
@@ -63,6 +96,7 @@ class StreamPipeline:
         compositor: Compositor,
         settings: Callable[[], AppConfig],
         on_frame_done: Callable[[], None] | None = None,
+        preview: PreviewSink | None = None,
     ) -> None:
         self.camera = camera
         self._segmenter = segmenter  # borrows the model in use (it may be switched at run time)
@@ -71,9 +105,11 @@ class StreamPipeline:
         # applies from the next frame and a frame never sees half of one
         self._settings = settings
         self._on_frame_done = on_frame_done
+        self.preview = preview
         size = settings().pipeline.queue_size  # (not a runtime setting)
-        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=size)
-        self._masked: queue.Queue[_Item] = queue.Queue(maxsize=size)
+        # None in a queue tells its stage to end (stop)
+        self._frames: queue.Queue[Frame | None] = queue.Queue(maxsize=size)
+        self._masked: queue.Queue[_Item | None] = queue.Queue(maxsize=size)
         self._stop = threading.Event()
         self._held = threading.Event()  # set while a capture runs (see paused)
         self._threads: list[threading.Thread] = []
@@ -82,7 +118,8 @@ class StreamPipeline:
         self._lock = threading.Lock()
         self.dropped = 0  # frames lost to full queues or staleness (also counted in camera stats)
         self.skipped = 0  # frames left out on purpose to stay within max_fps
-        self.composed = 0
+        self.frames = 0  # frames through the stream (a mask each)
+        self.composed = 0  # of them, composed for the preview
         self.errors = 0
         self.fps = RateMeter()
         self.latency_ms = Window()
@@ -102,6 +139,10 @@ class StreamPipeline:
         with contextlib.suppress(ValueError):
             self.camera.remove_listener(self._on_frame)
         self._stop.set()
+        # wake each stage (a late frame or mask may push its None out of a full queue; the
+        # stage then finds _stop set after that item)
+        _put_newest(self._frames, None)
+        _put_newest(self._masked, None)
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
@@ -136,19 +177,21 @@ class StreamPipeline:
     def _feed_loop(self) -> None:
         next_due = 0.0
         n = 0
-        while not self._stop.is_set():
-            try:
-                frame = self._frames.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        while True:
+            frame = self._frames.get()
+            if frame is None or self._stop.is_set():  # stop (see stop)
+                return
             cfg = self._settings().pipeline
             now = time.monotonic()
+            wanted = self.preview is not None and self.preview.due()
+            # composed frames at max_fps while the preview wants them; else a few masks a second
+            rate = cfg.max_fps if wanted else min(cfg.max_fps, IDLE_FPS)
             if now < next_due or self._held.is_set():
                 with self._lock:
                     self.skipped += 1
                 continue
             # schedule from the due time, not from now, so the rate holds on average
-            period = 1.0 / cfg.max_fps
+            period = 1.0 / rate
             next_due = max(next_due + period, now - period)
             mask = self._last_mask
             if mask is None or n % cfg.segment_every == 0:
@@ -179,11 +222,11 @@ class StreamPipeline:
     # -- stage 3: composing ----------------------------------------------------------
 
     def _compose_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame, mask = self._masked.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        while True:
+            item = self._masked.get()
+            if item is None or self._stop.is_set():  # stop (see stop)
+                return
+            frame, mask = item
             if frame.index <= self._last_composed:
                 self._drop(1)  # overtaken by a newer frame: showing it would step back in time
                 continue
@@ -192,25 +235,37 @@ class StreamPipeline:
                     self.skipped += 1
                 continue
             try:
-                self.compositor.compose(frame.image, mask, self._settings().portrait)
+                self._preview(frame, mask)
             except Exception:
                 logger.exception("pipeline: composing frame %d failed", frame.index)
                 with self._lock:
                     self.errors += 1
                 continue
             self._last_composed = frame.index
-            self.composed += 1
+            self.frames += 1
             self.latency_ms.add((time.monotonic() - frame.ts) * 1000.0)
             self.fps.tick()
             if self._on_frame_done is not None:
                 self._on_frame_done()
+
+    def _preview(self, frame: Frame, mask: np.ndarray) -> None:
+        """Compose ``frame`` at the preview's size and hand it to the preview, if one is wanted now."""
+        preview = self.preview
+        if preview is None or not preview.due():
+            return  # nobody watches: the mask kept the stream warm, nothing to compose
+        snap = self._settings()
+        image = scale_to_fit(frame.image, snap.preview.width, snap.preview.height)
+        composed = self.compositor.compose(image, mask, snap.portrait)
+        if preview.offer(composed, frame.ts):
+            self.composed += 1
 
     def stats(self) -> dict[str, Any]:
         return {
             "fps": self.fps.rate(),
             "latency_ms_p50": self.latency_ms.percentile(50),
             "latency_ms_p95": self.latency_ms.percentile(95),
-            "frames": self.composed,
+            "frames": self.frames,
+            "composed": self.composed,
             "dropped": self.dropped,
             "skipped": self.skipped,
             "errors": self.errors,

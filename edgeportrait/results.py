@@ -129,6 +129,14 @@ class CaptureStore:
         """The highest seq in the portraits' names (``…-<seq>.jpg``), 0 if none."""
         return max((n for n, _ in self._numbered()), default=0)
 
+    def newest(self) -> Path | None:
+        """The newest portrait file (highest seq in its name), or None."""
+        try:
+            numbered = self._numbered()
+        except OSError:
+            return None
+        return max(numbered)[1] if numbered else None
+
     def remove_unfinished(self, last_seq: int) -> int:
         """Delete portraits numbered above ``last_seq``: captures a crash cut short.
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from edgeportrait.capture import Frame
-from edgeportrait.config import AppConfig, PipelineConfig
-from edgeportrait.pipeline import StreamPipeline
+from edgeportrait.config import AppConfig
+from edgeportrait.pipeline import IDLE_FPS, StreamPipeline
 
 
 class FakeCamera:
@@ -62,15 +62,36 @@ def _wait(pred: Any, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def _pipeline(**cfg: Any) -> tuple[StreamPipeline, FakeCamera, FakeSegmenter, FakeCompositor]:
+class FakePreview:
+    """A preview with a viewer (``watching``) that takes every frame offered."""
+
+    def __init__(self, watching: bool = True) -> None:
+        self.watching = watching
+        self.offered: list[tuple[tuple[int, ...], float]] = []
+
+    def due(self) -> bool:
+        return self.watching
+
+    def offer(self, image: np.ndarray, captured_ts: float) -> bool:
+        self.offered.append((image.shape, captured_ts))
+        return True
+
+
+def _pipeline(
+    preview: FakePreview | None = None, size: tuple[int, int] = (1280, 720), **cfg: Any
+) -> tuple[StreamPipeline, FakeCamera, FakeSegmenter, FakeCompositor]:
     cam, seg, comp = FakeCamera(), FakeSegmenter(), FakeCompositor()
     flowed: list[int] = []
+    settings = AppConfig.model_validate(
+        {"pipeline": {"max_fps": 120, **cfg}, "preview": {"width": size[0], "height": size[1]}}
+    )
     p = StreamPipeline(
         cam,  # type: ignore[arg-type]
         lambda: contextlib.nullcontext(seg),  # type: ignore[arg-type,return-value]
         comp,  # type: ignore[arg-type]
-        lambda: AppConfig(pipeline=PipelineConfig(max_fps=120, **cfg)),
+        lambda: settings,
         on_frame_done=lambda: flowed.append(1),
+        preview=preview if preview is not None else FakePreview(),
     )
     return p, cam, seg, comp
 
@@ -144,3 +165,37 @@ def test_paused_stream_leaves_the_cores_to_a_capture_and_resumes() -> None:
     finally:
         p.stop()
     assert seg.seen == [5] and comp.calls[0][0] == 5
+
+
+def test_nothing_is_composed_while_nobody_watches_and_inference_slows_to_the_idle_rate() -> None:
+    """No viewer: frames still get masks (at IDLE_FPS, the rest skipped) but none is composed or offered."""
+    preview = FakePreview(watching=False)
+    p, cam, seg, comp = _pipeline(preview)
+    p.start()
+    try:
+        t0 = time.monotonic()
+        for i in range(40):
+            cam.push(i)
+            time.sleep(1 / 100)
+        _wait(lambda: p.stats()["frames"] + p.stats()["skipped"] + cam.dropped == 40)
+        elapsed = time.monotonic() - t0
+    finally:
+        p.stop()
+    assert comp.calls == [] and preview.offered == []
+    # 40 frames in ~0.4 s at 120 max_fps: only the idle rate (2/s) is segmented
+    assert 1 <= len(seg.seen) <= IDLE_FPS * elapsed + 1
+    assert p.stats()["composed"] == 0
+
+
+def test_a_preview_frame_is_composed_at_the_preview_size_from_the_camera_frame() -> None:
+    """The camera frame is scaled down to fit the preview before composing (aspect kept), never up."""
+    preview = FakePreview()
+    p, cam, seg, comp = _pipeline(preview, size=(2, 2))
+    p.start()
+    try:
+        cam.push(1)
+        _wait(lambda: len(preview.offered) == 1)
+    finally:
+        p.stop()
+    assert preview.offered[0][0] == (2, 2, 3)  # 4×4 frame into a 2×2 preview
+    assert p.stats()["composed"] == 1
