@@ -16,6 +16,7 @@ from edgeportrait.segment.segmenter import (  # noqa: E402
     models_dir,
     to_model_input,
     upscale_mask,
+    with_preprocessing,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "models_dir",
     "to_model_input",
     "upscale_mask",
+    "with_preprocessing",
 ]

@@ -233,10 +233,9 @@ def extract_sources(wheel: Path, dest: Path) -> dict[str, Path]:
 
 def model_input(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """What the IR itself takes: RGB float32 [0, 1], NHWC, made as the Segmenter makes it."""
-    from edgeportrait.segment.segmenter import to_model_input
+    from edgeportrait.segment.model import to_ir_input
 
-    x = to_model_input(img, hw)[..., ::-1].astype(np.float32) / 255.0
-    return np.ascontiguousarray(x)
+    return to_ir_input(img, hw)
 
 
 # --- conversion and quantization -----------------------------------------------------------

@@ -115,13 +115,14 @@ def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int =
     much as the model; CPU time of one thread is much steadier (cache effects remain)."""
     import openvino as ov
 
-    from edgeportrait.segment.segmenter import _with_preprocessing, to_model_input
+    from edgeportrait.segment.adapter import with_preprocessing
+    from edgeportrait.segment.model import to_model_input
 
     core = ov.Core()
     cfg = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1}
     reqs, inputs = {}, {}
     for k, xml in xmls.items():
-        model = _with_preprocessing(core.read_model(xml))
+        model = with_preprocessing(core.read_model(xml))
         reqs[k] = core.compile_model(model, "CPU", cfg).create_infer_request()
         shape = model.input(0).get_partial_shape()
         inputs[k] = to_model_input(frame, (shape[1].get_length(), shape[2].get_length()))
