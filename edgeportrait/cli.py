@@ -148,7 +148,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return segment_main(args)
     if cmd == "model":
-        from edgeportrait.segment.build import main as build_main
+        from edgeportrait_build.build import main as build_main
 
         return build_main(args)
     if cmd == "bench":

@@ -1,7 +1,8 @@
 """Person segmentation: MediaPipe selfie segmentation as OpenVINO IR, and the Segmenter that runs it.
 
-``Segmenter`` and the helpers import OpenVINO; ``build`` (the model tool chain)
-needs the ``build`` extra and is imported only by ``edgeportrait model build``.
+``model`` (pre/post-processing), ``adapter`` (OpenVINO: compile, device
+fail-over) and ``segmenter`` (the facade); ``swap`` switches models at run
+time. The model tool chain is the separate package ``edgeportrait_build``.
 """
 
 from edgeportrait._openvino import import_openvino
