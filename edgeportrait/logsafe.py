@@ -12,6 +12,7 @@ applies the same escaping to every log message, so a call site that forgets
 from __future__ import annotations
 
 import logging
+import re
 
 MAX_SHOWN = 200
 
@@ -39,6 +40,17 @@ def shown(value: object, limit: int = MAX_SHOWN) -> str:
     raw = bytes(value).decode("utf-8", "backslashreplace") if isinstance(value, (bytes, bytearray)) else str(value)
     text = escape(raw)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# scheme://userinfo@ anywhere in a text; userinfo stops at the first '/' or '@' (a password's own
+# '/' and '@' are percent-encoded in a valid URL)
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URL in it hidden: ``rtsp://user:pass@host``
+    becomes ``rtsp://***@host`` — for a camera source, or an error message quoting one."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
 
 
 class SafeFormatter(logging.Formatter):

@@ -40,9 +40,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from edgeportrait.capture.base import CameraError, Frame, FrameSource, SourceEnded, redact
+from edgeportrait.capture.base import CameraError, Frame, FrameSource, SourceEnded
 from edgeportrait.capture.factory import create_source
 from edgeportrait.config.camera import CameraConfig
+from edgeportrait.logsafe import redact
 
 logger = logging.getLogger(__name__)
 

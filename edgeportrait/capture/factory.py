@@ -7,11 +7,12 @@ import os
 import re
 from pathlib import Path
 
-from edgeportrait.capture.base import CameraError, FrameSource, redact
+from edgeportrait.capture.base import CameraError, FrameSource
 from edgeportrait.capture.folder import ImageFolderSource
 from edgeportrait.capture.opencv import StreamSource, V4L2Source, VideoFileSource
 from edgeportrait.capture.picam import Picamera2Source, picamera2_cameras
 from edgeportrait.config.camera import CameraConfig
+from edgeportrait.logsafe import redact
 
 logger = logging.getLogger(__name__)
 
