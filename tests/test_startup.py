@@ -12,9 +12,9 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "importlib.metadata", "edgeportrait_build")
 # the offline model tooling: only `model build` may import it
 BUILD = "edgeportrait_build"
+HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "pydantic", "importlib.metadata", BUILD)
 
 # runs the command line in a fresh interpreter and reports its exit code and which of HEAVY it imported
 PROBE = """
