@@ -43,7 +43,7 @@ from typing import Literal
 from edgeportrait.capture.base import CameraError, Frame, FrameSource, SourceEnded
 from edgeportrait.capture.factory import create_source
 from edgeportrait.config.camera import CameraConfig
-from edgeportrait.logsafe import redact
+from edgeportrait.logsafe import Throttle, redact
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +148,14 @@ class Camera:
         self._next_attempt = 0.0
         self._heartbeat = 0.0
         self._wedged = False
-        self._listener_errors = 0
+        # the first failure of a frame listener with its traceback, then one per thousand
+        self._listener_faults = Throttle(every=1000)
         # V4L2 reads give up after 10 s, FFmpeg's after open_timeout_s: a reader stuck much
         # longer than that is stuck for good
         self.wedged_after_s = max(60.0, 2 * cfg.open_timeout_s + self.stall_timeout_s)
-        self._repeats: dict[str, int] = {}
+        # camera faults (open errors, reopen delays): each new message at its level, repeats at DEBUG
+        # but every 20th; forgotten once frames flow again
+        self._faults = Throttle(every=20)
 
     # --- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -390,11 +393,7 @@ class Camera:
         A camera unplugged for a month retries every reopen_backoff_max_s; the journal should
         say so now and then, not 5000 times a day.
         """
-        count = self._repeats.get(message, 0)
-        if len(self._repeats) > 64:
-            self._repeats.clear()
-        self._repeats[message] = count + 1
-        return level if count % 20 == 0 else logging.DEBUG
+        return level if self._faults.allow(message) else logging.DEBUG
 
     def _last_error_or(self, default: str) -> str:
         return self._last_error if self._last_error not in (None, "starting") else default
@@ -512,16 +511,14 @@ class Camera:
             self._state = "ok"
             self._last_error = None
             self._failures = 0
-            if self._repeats:
-                self._repeats = {}
+            self._faults.reset()
             listeners = list(self._listeners)
             self._new_frame.notify_all()
         for listener in listeners:
             try:
                 listener(frame)
             except Exception:
-                self._listener_errors += 1
                 # the first one with its traceback, then a line per thousand: a broken consumer
                 # must neither stop the camera nor flood the journal at 30 lines a second
-                if self._listener_errors == 1 or self._listener_errors % 1000 == 0:
-                    logger.exception("camera: frame listener failed (%d times)", self._listener_errors)
+                if self._listener_faults.allow():
+                    logger.exception("camera: frame listener failed (%d times)", self._listener_faults.count())
