@@ -4,7 +4,8 @@ Threads:
 
 * a **reader** (one per opened source) opens the source and reads frames in a
   loop. It is the only thread that touches the source (backends are not
-  thread-safe), so stills are taken by it too, on request.
+  thread-safe), so stills are taken by it too, on request: each request is a
+  ``concurrent.futures.Future`` the reader completes and the caller waits on.
 * the **supervisor** ticks a few times a second. It notices a reader that has
   failed, an open that takes longer than ``camera.open_timeout_s``, and a reader
   that has delivered nothing for the stall timeout — also when the reader is
@@ -38,6 +39,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Literal
 
 from edgeportrait.capture.base import CameraError, Frame, FrameSource, SourceEnded
@@ -86,13 +89,6 @@ class _Reader:
                 logger.debug("camera: interrupt failed: %s", e)
 
 
-class _StillRequest:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.frame: Frame | None = None
-        self.error: str | None = None
-
-
 class Camera:
     """Supervises one camera source: keeps frames coming, survives faults, reports health.
 
@@ -136,7 +132,8 @@ class Camera:
         self._last_error: str | None = "not started"
         self._last_frame_ts: float | None = None
         self._recent: deque[float] = deque(maxlen=512)
-        self._stills: list[_StillRequest] = []
+        # still requests waiting for the reader thread, the one that owns the device
+        self._stills: list[Future[Frame]] = []
 
         self._stop = threading.Event()
         self._running = False
@@ -186,8 +183,7 @@ class Camera:
             self._state = "offline"
             self._last_error = "stopped"
             for req in self._stills:
-                req.error = "camera stopped"
-                req.done.set()
+                req.set_exception(CameraError("camera stopped"))
             self._stills.clear()
             self._new_frame.notify_all()
         if reader is not None:
@@ -259,19 +255,22 @@ class Camera:
         Taken by the reader thread between two stream frames; not given to listeners.
         CameraError after ``timeout`` seconds at most.
         """
-        req = _StillRequest()
+        req: Future[Frame] = Future()
         with self._lock:
             if not self._running:
                 raise CameraError(self._not_running())
             self._stills.append(req)
-        if req.done.wait(timeout) and req.frame is not None:
-            return req.frame
+        try:
+            return req.result(timeout)
+        except FutureTimeout:
+            pass
         with self._lock:
             if req in self._stills:
                 self._stills.remove(req)
-        if req.frame is not None:  # finished between the timeout and the lock
-            return req.frame
-        raise CameraError(req.error or self._why_no_frame(timeout, "no still"))
+        if req.done():  # finished between the timeout and the lock
+            return req.result()
+        # never cancelled: the reader may hold it already and will still complete it, unheard
+        raise CameraError(self._why_no_frame(timeout, "no still"))
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(frame)`` for every stream frame, from the reader thread.
@@ -484,13 +483,12 @@ class Camera:
             try:
                 still = src.capture_still()
             except CameraError as e:
-                req.error = str(e)
-                req.done.set()
+                req.set_exception(CameraError(str(e)))
                 raise
             with self._lock:
                 self._seq += 1
-                req.frame = dataclasses.replace(still, index=self._seq)
-            req.done.set()
+                frame = dataclasses.replace(still, index=self._seq)
+            req.set_result(frame)
 
     def _publish(self, reader: _Reader, frame: Frame) -> None:
         with self._lock:
