@@ -1,7 +1,7 @@
 """Offline model tooling: ``edgeportrait model build`` and what it is made of.
 
 Not part of the runtime: ``run``, ``process`` and ``segment`` never import it
-(tests/test_startup.py and tests/test_architecture.py check that). It ships in
+(tests/test_startup.py and tests/test_import_graph.py check that). It ships in
 the same distribution, so ``edgeportrait model build`` works from an installed
 package; most of it needs the ``build`` extra (nncf, tflite, tqdm).
 
