@@ -2,19 +2,22 @@
 
 Two checks, one per kind of Home Assistant:
 
-- Home Assistant 2024.3.3 (the newest that runs on Python 3.11) validates every message itself:
-  tests/ha_discovery_check.py runs in a separate venv that has it installed, never in the
-  project's own. Set EDGEPORTRAIT_HA_VENV to that venv (default /work/tools/havenv); without it
-  those tests are skipped. To make one:
+- Installed Home Assistant validates every message itself: tests/ha_discovery_check.py runs in
+  a separate venv that has it, never in the project's own. Two versions:
+  2024.3.3, the newest that runs on Python 3.11 (no device messages), in EDGEPORTRAIT_HA_VENV
+  (default /work/tools/havenv), and 2025.4.4, the newest that installs on Python 3.13.0 (device
+  messages, no default_entity_id yet), in EDGEPORTRAIT_HA2025_VENV (default
+  /work/tools/havenv2025). Without them those tests are skipped. To make one:
 
-      python3.11 -m venv havenv
+      python3.11 -m venv havenv        # python3.13 for 2025.4.4
       havenv/bin/pip download homeassistant==2024.3.3 --no-deps -d wheels
-      # its requirements as pinned in the wheel, less home-assistant-bluetooth and hass-nabucasa
+      # its Requires-Dist as pinned in the wheel, less home-assistant-bluetooth and hass-nabucasa
       # (pip backtracks for hours over habluetooth otherwise), plus what the MQTT platforms import:
-      havenv/bin/pip install <Requires-Dist of the wheel> paho-mqtt==1.6.1 numpy==1.26.0
+      havenv/bin/pip install <those requirements> paho-mqtt==1.6.1 numpy==1.26.0
       havenv/bin/pip install --no-deps wheels/homeassistant-2024.3.3-*.whl home-assistant-bluetooth==1.12.0
+      # 2025.4.4 also imports hass-nabucasa: pip install hass-nabucasa==0.94.0
 
-- Current Home Assistant (2026.x) needs Python 3.13 and cannot be installed here, so `check_device`
+- Current Home Assistant (2026.x) needs a newer Python than this machine has, so `check_device`
   and `check_entity` below encode the rules read from its source; each rule names where it comes
   from. docs/mqtt.md ("Home Assistant discovery") lists the sources and their versions.
 """
@@ -356,6 +359,12 @@ def test_device_style_clears_the_old_per_entity_topics_first() -> None:
     assert cleared_ids == set(check_device(PREFIX, *msgs[-1]))
 
 
+def test_clears_can_be_left_out() -> None:
+    """clear_legacy=False: the device message alone (for republishing when Home Assistant restarts)."""
+    msgs = discovery_messages(PREFIX, BASE, "booth-1", modes=ALL_MODES, clear_legacy=False)
+    assert msgs == _messages()[-1:]
+
+
 def test_entities_style_is_one_message_per_entity_that_current_ha_accepts() -> None:
     """Style `entities`: the seven per-entity topics of before, with default_entity_id and object_id."""
     msgs = _messages("entities")
@@ -444,50 +453,83 @@ def test_a_device_id_outside_ha_topic_characters_gives_legal_topics() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Home Assistant 2024.3.3 itself
+# Home Assistant itself: 2024.3.3 (entities only) and 2025.4.4 (device messages, before default_entity_id)
 
-HA_VENV = Path(os.environ.get("EDGEPORTRAIT_HA_VENV", "/work/tools/havenv"))
-HA_PYTHON = HA_VENV / "bin" / "python"
+HA_VENVS = {
+    "2024.3.3": Path(os.environ.get("EDGEPORTRAIT_HA_VENV", "/work/tools/havenv")),
+    "2025.4.4": Path(os.environ.get("EDGEPORTRAIT_HA2025_VENV", "/work/tools/havenv2025")),
+}
 
 
-def _ha_2024_3(messages: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    if not HA_PYTHON.exists():
-        pytest.skip(f"no Home Assistant 2024.3 venv at {HA_VENV} (set EDGEPORTRAIT_HA_VENV; recipe in this module)")
+def _ha(version: str, messages: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    python = HA_VENVS[version] / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no Home Assistant {version} venv at {python.parent.parent} (recipe in this module's docstring)")
     request = json.dumps({"prefix": PREFIX, "messages": messages})
     done = subprocess.run(
-        [str(HA_PYTHON), str(Path(__file__).with_name("ha_discovery_check.py"))],
+        [str(python), str(Path(__file__).with_name("ha_discovery_check.py"))],
         input=request,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout)
-    assert answer["version"] == "2024.3.3"
+    assert answer["version"] == version
     return answer["verdicts"]  # type: ignore[no-any-return]
 
 
-def test_ha_2024_3_accepts_every_entities_style_message(tmp_path: Path) -> None:
-    """HA 2024.3.3's own schemas take all seven per-entity configs; object_id names them as before."""
-    verdicts = _ha_2024_3(_messages("entities"))
+@pytest.mark.parametrize("version", list(HA_VENVS))
+def test_ha_accepts_every_entities_style_message(version: str) -> None:
+    """HA's own schemas take all seven per-entity configs; object_id names them as before."""
+    verdicts = _ha(version, _messages("entities"))
     assert [v["verdict"] for v in verdicts] == ["ok"] * 7, verdicts
     assert {v["entity_id"] for v in verdicts} == OLD_ENTITY_IDS
-    assert all(v["dropped"] == ["default_entity_id"] for v in verdicts)  # unknown to 2024.3, ignored
+    assert all(v["dropped"] == ["default_entity_id"] for v in verdicts)  # unknown before 2025.10, ignored
     (select,) = [v for v in verdicts if v["component"] == "select"]
     assert select["options"] == ALL_MODES
 
 
 def test_ha_2024_3_does_not_read_device_messages() -> None:
     """HA 2024.3 has no device discovery: it would only remove the old entities. Hence style="entities"."""
-    verdicts = _ha_2024_3(_messages("device"))
+    verdicts = _ha("2024.3.3", _messages("device"))
     assert [v["verdict"] for v in verdicts] == ["removal"] * 7 + ["unsupported_component"]
 
 
-def test_ha_2024_3_check_can_fail() -> None:
-    """A camera config without `topic` is refused by HA 2024.3 itself, an unknown platform is not read."""
+def test_ha_2025_4_takes_the_device_message_in_place_of_the_cleared_topics() -> None:
+    """HA 2025.4's own device discovery accepts the message; its components have the cleared topics' ids."""
+    *clears, device = _ha("2025.4.4", _messages("device"))
+    assert [v["verdict"] for v in clears] == ["removal"] * 7
+    assert device["verdict"] == "ok", device
+    components = device["components"]
+    assert [c["verdict"] for c in components.values()] == ["ok"] * 7, components
+    assert set(components) == {v["discovery_id"] for v in clears}
+    # no default_entity_id yet in 2025.4: object_id keeps the entity ids
+    assert {c["entity_id"] for c in components.values()} == OLD_ENTITY_IDS
+
+
+@pytest.mark.parametrize("version", list(HA_VENVS))
+def test_ha_check_can_fail(version: str) -> None:
+    """HA itself refuses a camera config without `topic` and does not read an unknown platform."""
     topic, payload = next(m for m in _messages("entities") if "/camera/" in m[0])
     broken = {k: v for k, v in json.loads(payload).items() if k != "topic"}
-    verdicts = _ha_2024_3([(topic, json.dumps(broken)), (f"{PREFIX}/thermostat/booth-1/x/config", "{}")])
+    verdicts = _ha(version, [(topic, json.dumps(broken)), (f"{PREFIX}/thermostat/booth-1/x/config", "{}")])
     assert verdicts[0]["verdict"] == "invalid" and "topic" in verdicts[0]["error"]
     assert verdicts[1]["verdict"] == "unsupported_component"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_drop("origin"), "origin"),
+        (_drop("components.fps.platform"), "platform"),
+        (_drop("components.blur.unique_id"), "unique_id"),
+    ],
+)
+def test_ha_2025_4_refuses_a_broken_device_message(change: Any, reason: str) -> None:
+    """HA 2025.4's DEVICE_DISCOVERY_SCHEMA refuses a device message without `o`, a `p` or a unique_id."""
+    payload = _device_payload()
+    change(payload)
+    (verdict,) = _ha("2025.4.4", [(f"{PREFIX}/device/booth-1/config", json.dumps(payload))])
+    assert verdict["verdict"] == "invalid" and reason in verdict["error"], verdict

@@ -150,12 +150,17 @@ def discovery_messages(
     *,
     modes: Sequence[str] = ALWAYS_USABLE,
     style: Style = "device",
+    clear_legacy: bool = True,
 ) -> list[tuple[str, str]]:
     """(topic, payload) to publish retained, in this order; an empty payload clears an old topic.
 
     ``modes``: what the mode select offers, normally ``usable_modes(cfg.portrait)``. The default,
     the modes that work with any config, never offers one that would be refused.
     ``style``: ``"device"`` for Home Assistant 2024.11 and later, ``"entities"`` for older ones.
+    ``clear_legacy`` (device style): begin with the clears of the old per-entity topics. Once Home
+    Assistant holds the device message, it logs a warning ("conflicting MQTT discovery message")
+    for each clear it receives again, so a publisher sends them once per start, not on every
+    ``online`` of Home Assistant.
     """
     modes = list(modes)
     unknown = [m for m in modes if m not in MODES]
@@ -210,5 +215,7 @@ def discovery_messages(
 
     legacy = _legacy_node_id(device_id)
     clears = [(f"{prefix}/{platform}/{legacy}/{key}/config", "") for platform, key in LEGACY_ENTITIES]
+    if not clear_legacy:
+        clears = []
     config = {"device": device, "origin": origin, "components": components}
     return [*clears, (f"{prefix}/device/{node}/config", json.dumps(config))]
