@@ -214,8 +214,6 @@ def discovery_messages(
         ]
 
     legacy = _legacy_node_id(device_id)
-    clears = [(f"{prefix}/{platform}/{legacy}/{key}/config", "") for platform, key in LEGACY_ENTITIES]
-    if not clear_legacy:
-        clears = []
+    clears = [(f"{prefix}/{p}/{legacy}/{key}/config", "") for p, key in LEGACY_ENTITIES] if clear_legacy else []
     config = {"device": device, "origin": origin, "components": components}
     return [*clears, (f"{prefix}/device/{node}/config", json.dumps(config))]
