@@ -5,18 +5,12 @@ Two checks, one per kind of Home Assistant:
 - Installed Home Assistant validates every message itself: tests/ha_discovery_check.py runs in
   a separate venv that has it, never in the project's own. Two versions:
   2024.3.3, the newest that runs on Python 3.11 (no device messages), in EDGEPORTRAIT_HA_VENV
-  (default /work/tools/havenv), and 2025.4.4, the newest that installs on Python 3.13.0 (device
-  messages, no default_entity_id yet), in EDGEPORTRAIT_HA2025_VENV (default
-  /work/tools/havenv2025). Without them those tests are skipped. To make one:
-
-      python3.11 -m venv havenv        # python3.13 for 2025.4.4
-      havenv/bin/pip download homeassistant==2024.3.3 --no-deps -d wheels
-      # its Requires-Dist as pinned in the wheel, less home-assistant-bluetooth and hass-nabucasa
-      # (pip backtracks for hours over habluetooth otherwise), plus what the MQTT platforms import:
-      havenv/bin/pip install <those requirements> paho-mqtt==1.6.1 numpy==1.26.0
-      havenv/bin/pip install --no-deps wheels/homeassistant-2024.3.3-*.whl home-assistant-bluetooth==1.12.0
-      # 2025.4.4 also imports hass-nabucasa: pip install hass-nabucasa==0.94.0
-
+  (default .cache/havenv-2024.3.3, made by scripts/ha-venv.sh from the pins in
+  tests/ha-2024.3.3-requirements.txt; scripts/test.sh runs it), and 2025.4.4, the newest that
+  installs on Python 3.13 (device messages, no default_entity_id yet), only when
+  EDGEPORTRAIT_HA2025_VENV names a venv that has it (made by hand: python3.13 -m venv DIR;
+  DIR/bin/pip install homeassistant==2025.4.4 hass-nabucasa==0.94.0, less the Bluetooth pins
+  pip backtracks over). Without them those tests are skipped, saying why.
 - Current Home Assistant (2026.x) needs a newer Python than this machine has, so `check_device`
   and `check_entity` below encode the rules read from its source; each rule names where it comes
   from. docs/mqtt.md ("Home Assistant discovery") lists the sources and their versions.
@@ -44,6 +38,7 @@ from edgeportrait.publish.discovery import (
     usable_modes,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 PREFIX = "homeassistant"
 BASE = "edgeportrait/booth-1"
 # the entity ids Home Assistant gave the entities from daemons up to 0.1 (object_id
@@ -456,8 +451,8 @@ def test_a_device_id_outside_ha_topic_characters_gives_legal_topics() -> None:
 # Home Assistant itself: 2024.3.3 (entities only) and 2025.4.4 (device messages, before default_entity_id)
 
 HA_VENVS = {
-    "2024.3.3": Path(os.environ.get("EDGEPORTRAIT_HA_VENV", "/work/tools/havenv")),
-    "2025.4.4": Path(os.environ.get("EDGEPORTRAIT_HA2025_VENV", "/work/tools/havenv2025")),
+    "2024.3.3": Path(os.environ.get("EDGEPORTRAIT_HA_VENV", REPO / ".cache" / "havenv-2024.3.3")),
+    "2025.4.4": Path(os.environ.get("EDGEPORTRAIT_HA2025_VENV", REPO / ".cache" / "havenv-2025.4.4")),
 }
 
 
