@@ -23,7 +23,7 @@ import logging
 import time
 from pathlib import Path
 
-from edgeportrait.segment.report import NAMES, figures_table, heldout_table, measure
+from edgeportrait_build.report import NAMES, figures_table, heldout_table, measure
 
 HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout"
 
@@ -45,7 +45,7 @@ def preprocessing_variants(runs: int, precision: str = "fp32") -> dict[str, dict
     from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
 
     from edgeportrait.segment import models_dir, to_model_input, upscale_mask
-    from edgeportrait.segment.report import golden_module, iou
+    from edgeportrait_build.report import golden_module, iou
 
     golden = golden_module()
     core = ov.Core()

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, overload
 
 from edgeportrait.errors import EX_CONFIG, EX_FATAL, EX_USAGE, ConfigError, FatalError, UserError
 from edgeportrait.logsafe import SafeFormatter, escape
@@ -44,6 +44,28 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _Modes(Sequence[str]):
+    """``portrait.mode``'s values (:data:`edgeportrait.config.portrait.MODES`), looked up only when
+    argparse checks or shows --mode: importing the config package (pydantic, every section's model)
+    would add about 0.3 s to `--version`."""
+
+    @staticmethod
+    def _modes() -> tuple[str, ...]:
+        from edgeportrait.config.portrait import MODES
+
+        return MODES
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        return self._modes()[i]
+
+    def __len__(self) -> int:
+        return len(self._modes())
+
+
 def _add_config(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("-c", "--config", metavar="FILE", required=required, help="YAML config file")
 
@@ -66,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="where OUT_DIR/<stem>.jpg go")
     _add_config(p, required=False)
     p.add_argument("--blur", type=float, metavar="N", help="blur strength 0…100 (overrides portrait.blur)")
-    p.add_argument("--mode", choices=["blur", "grayscale", "color", "image"], help="background mode")
+    # metavar given, so that argparse reads the choices only to check a value or to show --help
+    p.add_argument("--mode", choices=_Modes(), metavar="MODE", help="background mode: %(choices)s")
     p.add_argument("--jobs", type=int, metavar="N", help="parallel workers (default: CPU count + 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
 
@@ -148,7 +171,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return segment_main(args)
     if cmd == "model":
-        from edgeportrait.segment.build import main as build_main
+        from edgeportrait_build.build import main as build_main
 
         return build_main(args)
     if cmd == "bench":

@@ -12,6 +12,9 @@ applies the same escaping to every log message, so a call site that forgets
 from __future__ import annotations
 
 import logging
+import re
+import threading
+from collections.abc import Hashable
 
 MAX_SHOWN = 200
 
@@ -39,6 +42,70 @@ def shown(value: object, limit: int = MAX_SHOWN) -> str:
     raw = bytes(value).decode("utf-8", "backslashreplace") if isinstance(value, (bytes, bytearray)) else str(value)
     text = escape(raw)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# scheme://userinfo@ anywhere in a text; userinfo stops at the first '/' or '@' (a password's own
+# '/' and '@' are percent-encoded in a valid URL)
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URL in it hidden: ``rtsp://user:pass@host``
+    becomes ``rtsp://***@host`` — for a camera source, or an error message quoting one."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+class Throttle:
+    """Which occurrences of a repeating log message to write.
+
+    A condition that goes on (a camera unplugged for a month, a frame consumer that
+    fails 30 times a second, an absent broker) should show in the journal now and
+    then, not at the rate it happens. :meth:`allow` counts one occurrence of ``key``
+    (the message, or None where there is one kind) and is True for the first
+    ``first`` occurrences and then for every ``every``-th (``every``, ``2*every``...);
+    :meth:`suppressed` tells how many were held back since the last one allowed, and
+    :meth:`reset` starts over once the condition has ended. At most ``max_keys`` keys
+    are kept: past that every count starts over, so a stream of distinct messages
+    cannot grow memory. Thread-safe.
+    """
+
+    def __init__(self, every: int, first: int = 1, max_keys: int = 64) -> None:
+        if every < 1 or first < 0:
+            raise ValueError("every must be at least 1, first at least 0")
+        self.every = every
+        self.first = first
+        self.max_keys = max_keys
+        self._lock = threading.Lock()
+        self._counts: dict[Hashable, int] = {}
+        self._held: dict[Hashable, int] = {}
+
+    def allow(self, key: Hashable = None) -> bool:
+        """Count an occurrence of ``key``; True if it is to be logged."""
+        with self._lock:
+            if key not in self._counts and len(self._counts) >= self.max_keys:
+                self._counts.clear()
+                self._held.clear()
+            n = self._counts.get(key, 0) + 1
+            self._counts[key] = n
+            allowed = n <= self.first or n % self.every == 0
+            self._held[key] = 0 if allowed else self._held.get(key, 0) + 1
+            return allowed
+
+    def count(self, key: Hashable = None) -> int:
+        """Occurrences of ``key`` since the start or the last :meth:`reset`."""
+        with self._lock:
+            return self._counts.get(key, 0)
+
+    def suppressed(self, key: Hashable = None) -> int:
+        """Occurrences of ``key`` not allowed since the last one that was."""
+        with self._lock:
+            return self._held.get(key, 0)
+
+    def reset(self) -> None:
+        """Forget every count: the condition is over, its next occurrence is a first one again."""
+        with self._lock:
+            self._counts.clear()
+            self._held.clear()
 
 
 class SafeFormatter(logging.Formatter):

@@ -25,12 +25,9 @@ logger = logging.getLogger(__name__)
 
 def default_state_dir() -> Path:
     """$STATE_DIRECTORY (systemd StateDirectory=) or ~/.local/state/edgeportrait."""
-    env = os.environ.get("STATE_DIRECTORY")
-    if env:
-        # systemd may list several directories separated by ':'; the first is ours
-        return Path(env.split(":")[0])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "edgeportrait"
+    from edgeportrait.paths import state_dir
+
+    return state_dir()
 
 
 class SeqCounter:

@@ -20,6 +20,8 @@ import socket
 import threading
 from collections.abc import Callable
 
+from edgeportrait.logsafe import Throttle
+
 logger = logging.getLogger(__name__)
 
 
@@ -123,6 +125,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self.pings = 0  # keep-alives sent
         self.missed = 0  # keep-alives withheld in a row
+        self._missed_log = Throttle(every=20)
 
     @property
     def enabled(self) -> bool:
@@ -161,10 +164,11 @@ class Watchdog:
             self._send("WATCHDOG=1")
             self.pings += 1
             self.missed = 0
+            self._missed_log.reset()
             return True
         self.missed += 1
         # once, not per tick: the journal should show why systemd is about to restart us
-        if self.missed == 1 or self.missed % 20 == 0:
+        if self._missed_log.allow():
             logger.warning("systemd watchdog: no frame went through the pipeline; keep-alive withheld")
         return False
 

@@ -5,7 +5,7 @@
     python scripts/agreement.py --json out.json --label "arm64 under QEMU (cortex-a72)"
     ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2 python scripts/agreement.py   # CPU plugin held to AVX2
 
-A thin command line over :mod:`edgeportrait.segment.agreement` (the figures are
+A thin command line over :mod:`edgeportrait_build.agreement` (the figures are
 the same as the tests' and models/README.md's): per model and precision, the
 mean and worst image of ``sure_iou`` and of plain IoU@0.5, overall and per
 scene class. ``scripts/arm64-check.sh`` runs it inside an arm64 chroot.
@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeportrait.config import ModelConfig  # noqa: E402
-from edgeportrait.segment import Segmenter, agreement  # noqa: E402
-from edgeportrait.segment.report import cpu_name, golden_module, isa  # noqa: E402
+from edgeportrait.segment import Segmenter  # noqa: E402
+from edgeportrait_build import agreement  # noqa: E402
+from edgeportrait_build.report import cpu_name, golden_module, isa  # noqa: E402
 
 MODELS = ("general", "landscape")
 PRECISIONS = ("fp32", "int8")

@@ -17,11 +17,12 @@ import pytest
 
 from edgeportrait.capture import CameraError, SourceEnded, create_source, fit, orient
 from edgeportrait.capture import factory as factory_mod
-from edgeportrait.capture.base import Pacer, redact
+from edgeportrait.capture.base import Pacer
 from edgeportrait.capture.folder import ImageFolderSource
 from edgeportrait.capture.opencv import StreamSource, V4L2Source, VideoFileSource
 from edgeportrait.capture.picam import OPENCV_BGR_FORMAT, Picamera2Source
 from edgeportrait.config.camera import CameraConfig
+from edgeportrait.logsafe import redact
 
 DATA = Path(__file__).parent / "data"
 

@@ -197,6 +197,29 @@ def test_stop_closes_the_camera_and_waiters_fail_at_once(world: World) -> None:
         cam.capture_still(HANG)
 
 
+def test_a_still_waiting_when_the_camera_stops_fails_then_not_at_its_timeout(world: World) -> None:
+    """stop() completes every pending still request (a Future) with "camera stopped"."""
+    world.mode = "gone"  # no reader that could take the still
+    cam = camera(world)
+    cam.start()
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            cam.capture_still(HANG)
+        except CameraError as e:
+            errors.append(str(e))
+
+    waiter = threading.Thread(target=ask)
+    waiter.start()
+    eventually(lambda: bool(cam._stills), "still request queued")
+    t0 = time.monotonic()
+    cam.stop()
+    waiter.join(HANG)
+    assert not waiter.is_alive() and time.monotonic() - t0 < HANG / 2
+    assert errors == ["camera stopped"]
+
+
 def test_a_video_that_ends_without_loop_goes_offline_and_is_not_reopened(tmp_path: Path) -> None:
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (80, 64))
@@ -296,7 +319,10 @@ def test_readers_wedged_in_the_backend_are_bounded_and_stop_still_returns(world:
         eventually(lambda: world.opens >= MAX_ABANDONED, "replacement readers")
         eventually(lambda: cam.state == "stalled", "stalled state")
         eventually(lambda: not cam.supervisor_alive(), "wedged: the watchdog excuse is withdrawn")
-        time.sleep(1.0)  # many backoff periods: no more readers may be started meanwhile
+        # the supervisor, wedged, ticks ten more times past the moment a reopen was due (its own
+        # clock, not a sleep of the test's): a camera not wedged would have started a reader there
+        since = max(cam._next_attempt, cam._heartbeat)
+        eventually(lambda: cam._heartbeat > since + 10 * cam._tick, "supervisor ticks past the reopen time")
         assert world.opens <= MAX_ABANDONED + 1
         assert "restart is needed" in str(cam.stats()["error"])
     finally:

@@ -35,3 +35,18 @@ def test_version_is_printed() -> None:
     r = run_cli("--version")
     assert r.returncode == 0
     assert r.stdout.startswith("edgeportrait ")
+
+
+def test_mode_choices_are_the_configs_modes() -> None:
+    """--mode offers exactly portrait.mode's values, defined once in config/portrait.py."""
+    from typing import get_args
+
+    from edgeportrait.cli import build_parser
+    from edgeportrait.config.portrait import MODES, PortraitConfig
+
+    assert MODES == ("blur", "grayscale", "color", "image")
+    assert get_args(PortraitConfig.model_fields["mode"].annotation) == MODES
+    process = build_parser().parse_args(["process", "a.jpg", "-o", "out", "--mode", "grayscale"])
+    assert process.mode == "grayscale"
+    r = run_cli("process", "a.jpg", "-o", "out", "--mode", "sepia")
+    assert r.returncode == 2 and all(m in r.stderr for m in MODES), r.stderr

@@ -14,7 +14,6 @@ from edgeportrait.commands import (
 )
 from edgeportrait.config import AppConfig
 from edgeportrait.messages import ErrorMessage, settings_state
-from edgeportrait.publish.discovery import discovery_messages
 
 
 def test_empty_capture_is_a_plain_capture() -> None:
@@ -108,20 +107,3 @@ def test_settings_state_lists_only_runtime_settings() -> None:
     assert set(state) == {"portrait", "pipeline", "model", "capture", "health"}
     assert "queue_size" not in state["pipeline"] and "output_dir" not in state["capture"]
     json.dumps(state)
-
-
-def test_discovery_entities_point_at_the_device_topics() -> None:
-    """HA discovery: camera on B/result/image, a capture button on B/capture, blur/mode via settings/set."""
-    msgs = dict(discovery_messages("homeassistant", "edgeportrait/booth-1", "booth-1"))
-    cam = json.loads(msgs["homeassistant/camera/booth-1/portrait/config"])
-    assert cam["topic"] == "edgeportrait/booth-1/result/image"
-    button = json.loads(msgs["homeassistant/button/booth-1/capture/config"])
-    assert button["command_topic"] == "edgeportrait/booth-1/capture"
-    parse_capture(button["payload_press"].encode())  # what the button sends is a valid capture
-    blur = json.loads(msgs["homeassistant/number/booth-1/blur/config"])
-    sent = blur["command_template"].replace("{{ value }}", "30")
-    assert apply_settings(AppConfig(), json.loads(sent)).portrait.blur == 30
-    mode = json.loads(msgs["homeassistant/select/booth-1/mode/config"])
-    sent = mode["command_template"].replace("{{ value }}", "grayscale")
-    assert apply_settings(AppConfig(), json.loads(sent)).portrait.mode == "grayscale"
-    assert len({json.loads(p)["unique_id"] for p in msgs.values()}) == len(msgs)

@@ -30,10 +30,10 @@ from edgeportrait.compose import (
 from edgeportrait.compose.background import cover
 from edgeportrait.compose.matte import TemporalSmoother
 from edgeportrait.config import PortraitConfig
+from edgeportrait.config.portrait import MODES
 from edgeportrait.errors import ConfigError, InputError
 
 DATA = Path(__file__).parent / "data"
-MODES = ["blur", "grayscale", "color", "image"]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

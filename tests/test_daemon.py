@@ -377,15 +377,21 @@ def test_interval_capture_switched_on_and_off_at_run_time(daemon: Daemon) -> Non
 
 
 def test_home_assistant_discovery_published_and_renewed_on_ha_online(daemon: Daemon) -> None:
-    """Discovery configs are retained under the discovery prefix and sent again when HA says `online`."""
-    w = daemon.watcher(["ha-test/+/it-main/+/config"])
+    """One device discovery config is retained under the discovery prefix and sent again when HA says
+    `online`; the per-entity topics of earlier daemons are cleared once per start, not again then
+    (Home Assistant would log a conflict for each)."""
+    device_topic = "ha-test/device/it-main/config"
+    w = daemon.watcher([device_topic, "ha-test/+/it-main/+/config"])
     try:
-        first = w.wait_for(lambda m: m.topic == "ha-test/camera/it-main/portrait/config" and m.retain)
-        assert json.loads(first.payload)["topic"] == f"{daemon.base}/result/image"
+        first = w.wait_for(lambda m: m.topic == device_topic and m.retain)
+        components = json.loads(first.payload)["components"]
+        assert components["portrait"]["topic"] == f"{daemon.base}/result/image"
         mark = w.mark()
         w.publish("ha-test/status", b"online")
-        again = w.wait_for(lambda m: m.topic.endswith("/button/it-main/capture/config"), start=mark)
-        assert json.loads(again.payload)["command_topic"] == f"{daemon.base}/capture"
+        again = w.wait_for(lambda m: m.topic == device_topic, start=mark)
+        assert json.loads(again.payload)["components"]["capture"]["command_topic"] == f"{daemon.base}/capture"
+        # the clears, when sent, come before the device message
+        assert [m.topic for m in w.messages[mark : w.messages.index(again)] if m.payload == b""] == []
     finally:
         w.close()
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from test_daemon import Daemon, end_daemon, start_daemon
 
 from edgeportrait.config import AppConfig, PortraitConfig
+from edgeportrait.config.portrait import MODES
 
 BATCH = 100
 BATCHES = 101  # 10,100 payloads on the command topics
@@ -104,7 +105,7 @@ _bad_settings_objects = st.one_of(
     st.fixed_dictionaries(
         {
             "portrait": st.fixed_dictionaries(
-                {"mode": JSON_VALUES.filter(lambda v: v not in ("blur", "grayscale", "color", "image"))}
+                {"mode": JSON_VALUES.filter(lambda v: v not in MODES)}
             )
         }
     ),

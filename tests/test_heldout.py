@@ -1,10 +1,10 @@
 """Agreement with MediaPipe's own runtime on the held-out part of the data set, per scene class.
 
-The held-out images (``tests/data/heldout``, made by ``edgeportrait.segment.dataset``)
+The held-out images (``tests/data/heldout``, made by ``edgeportrait_build.dataset``)
 were used for no choice of the INT8 recipe: calibration and accuracy control
 use the other two parts, made from other photos, other frames of the video and
 other backgrounds. The reference masks are mediapipe 0.10.14's own, made by
-``edgeportrait/segment/reference_masks.py``.
+``edgeportrait_build/reference_masks.py``.
 
 INT8's numerics depend on the CPU's instruction set, so the INT8 checks run on
 the CPU plugin as it is here *and* again with it restricted to lower instruction
@@ -25,15 +25,16 @@ import numpy as np
 import pytest
 
 from edgeportrait.config import ModelConfig
-from edgeportrait.segment import Segmenter, agreement
-from edgeportrait.segment.dataset import CLASSES
+from edgeportrait.segment import Segmenter
+from edgeportrait_build import agreement
+from edgeportrait_build.dataset import CLASSES
 
 HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
-# fetched by scripts/test.sh (python -m edgeportrait.segment.dataset fetch DIR)
+# fetched by scripts/test.sh (python -m edgeportrait_build.dataset fetch DIR)
 SOURCES = Path(os.environ.get("EDGEPORTRAIT_DATASET_SOURCES", HELDOUT.parents[2] / ".cache" / "dataset-sources"))
 
 # Targets against the reference runtime, on sure_iou (IoU@0.5 where the reference is
-# sure of its answer, see edgeportrait.segment.agreement): mean over the held-out
+# sure of its answer, see edgeportrait_build.agreement): mean over the held-out
 # images, worst image, and the mean of every scene class.
 TARGETS = {"fp32": (0.999, 0.99, 0.995), "int8": (0.98, 0.95, 0.97)}
 # Plain IoU@0.5 for FP32: it differs from the reference by float rounding only, but
@@ -60,11 +61,11 @@ def test_heldout_set_covers_every_scene_class() -> None:
 
 
 def test_heldout_part_is_what_the_data_set_script_makes(tmp_path: Path) -> None:
-    """The committed held-out images come out of edgeportrait.segment.dataset again, from the
+    """The committed held-out images come out of edgeportrait_build.dataset again, from the
     pinned sources and the seed (pixels may differ by rounding where the FP32 cut-out masks do)."""
     import cv2
 
-    from edgeportrait.segment import dataset
+    from edgeportrait_build import dataset
 
     try:
         dataset.check_sources(SOURCES)
@@ -130,7 +131,8 @@ def _int8_in_subprocess(name: str, isa: str | None) -> dict[str, dict[str, float
         "import json, sys\n"
         "from pathlib import Path\n"
         "from edgeportrait.config import ModelConfig\n"
-        "from edgeportrait.segment import Segmenter, agreement\n"
+        "from edgeportrait.segment import Segmenter\n"
+        "from edgeportrait_build import agreement\n"
         f"seg = Segmenter(ModelConfig(name={name!r}, precision='int8', device='CPU', infer_requests=1))\n"
         f"json.dump(agreement.scores(Path({str(HELDOUT)!r}), {name!r}, seg.segment), sys.stdout)\n"
     )

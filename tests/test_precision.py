@@ -81,9 +81,9 @@ def test_segmenter_runs_what_auto_chose_on_this_machine(tmp_path: Path) -> None:
 def test_auto_does_not_pick_an_int8_model_that_has_no_quantized_layer(tmp_path: Path, monkeypatch) -> None:
     """On a device where auto would pick INT8, an INT8 IR without FakeQuantize (accuracy control kept
     every layer in float) runs as FP32, and the reason says so; a quantized one runs as INT8."""
-    import edgeportrait.segment.segmenter as segmenter_module
+    import edgeportrait.segment.adapter as adapter_module
 
-    monkeypatch.setattr(segmenter_module, "choose", lambda *a: ("int8", "auto: test CPU has avx512_vnni"))
+    monkeypatch.setattr(adapter_module, "choose", lambda *a: ("int8", "auto: test CPU has avx512_vnni"))
     for name in ("general", "landscape"):
         for p in ("fp32", "int8"):
             for ext in ("xml", "bin"):

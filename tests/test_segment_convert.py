@@ -13,8 +13,8 @@ import pytest
 from segment_helpers import MODELS, golden
 
 from edgeportrait.errors import FatalError
-from edgeportrait.segment import build
-from edgeportrait.segment.tflite_ext import (
+from edgeportrait_build import build
+from edgeportrait_build.tflite_ext import (
     TransposeConvParams,
     convert_tflite,
     read_custom_options,

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "importlib.metadata")
+# the offline model tooling: only `model build` may import it
+BUILD = "edgeportrait_build"
+HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "pydantic", "importlib.metadata", BUILD)
 
 # runs the command line in a fresh interpreter and reports its exit code and which of HEAVY it imported
 PROBE = """
@@ -26,14 +29,32 @@ print(json.dumps({"code": code, "imported": [m for m in heavy if m in sys.module
 """
 
 
-def _probe(*argv: str) -> tuple[int, set[str]]:
+# `run` does not end by itself: a thread sends SIGTERM (the daemon's own stop) once the first
+# portrait is in OUT_DIR, i.e. after a frame went through capture, segmentation and compositing
+PROBE_RUN = """
+import json, os, signal, sys, threading, time
+from pathlib import Path
+out = Path(sys.argv[3])
+
+def stop_after_first_portrait():
+    deadline = time.monotonic() + 240
+    while not any(out.glob("*.jpg")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=stop_after_first_portrait, daemon=True).start()
+""" + PROBE
+
+
+def _probe(*argv: str, script: str = PROBE, extra: tuple[str, ...] = ()) -> tuple[int, set[str]]:
     p = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(HEAVY)],
+        [sys.executable, "-c", script, json.dumps(argv), json.dumps(HEAVY), *extra],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
     )
+    assert p.stdout.strip(), p.stderr[-2000:]
     report = json.loads(p.stdout.strip().splitlines()[-1])
     return report["code"], set(report["imported"])
 
@@ -60,7 +81,43 @@ def test_process_imports_no_mqtt_and_no_model_converter(tmp_path: Path) -> None:
     assert code == 0
     assert (tmp_path / "out" / "one.jpg").is_file()
     assert "openvino" in imported
-    assert not imported & {"paho", "openvino.tools.ovc"}, imported
+    assert not imported & {"paho", "openvino.tools.ovc", BUILD}, imported
+
+
+def test_segment_imports_neither_the_build_tools_nor_mqtt(tmp_path: Path) -> None:
+    photo = tmp_path / "one.png"
+    cv2.imwrite(str(photo), np.full((64, 96, 3), 128, np.uint8))
+    argv = ("segment", str(photo), "-o", str(tmp_path / "out"), "--precision", "fp32", "--device", "CPU")
+    code, imported = _probe(*argv)
+    assert code == 0
+    assert (tmp_path / "out" / "one.png").is_file()
+    assert "openvino" in imported
+    assert not imported & {"paho", "openvino.tools.ovc", BUILD}, imported
+
+
+def test_run_does_not_import_the_build_tools(tmp_path: Path) -> None:
+    """The daemon, from start through its first portrait to SIGTERM, never loads the model tooling."""
+    from conftest import free_port
+
+    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    cfg["camera"]["source"] = str(ROOT / "tests" / "data")
+    cfg["state_dir"] = str(tmp_path / "state")
+    cfg["capture"]["output_dir"] = str(tmp_path / "out")
+    cfg["capture"]["interval_s"] = 1
+    cfg["mqtt"]["port"] = free_port()  # nothing listens there: the daemon carries on without a broker
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    code, imported = _probe("run", "-c", str(tmp_path / "run.yaml"), script=PROBE_RUN, extra=(str(tmp_path / "out"),))
+    assert code == 0
+    assert any((tmp_path / "out").glob("*.jpg"))
+    assert "openvino" in imported
+    assert BUILD not in imported, imported
+
+
+def test_model_build_still_reaches_the_build_tools(tmp_path: Path) -> None:
+    """`model build` is the one command that loads edgeportrait_build; a missing wheel is one line, exit 1."""
+    code, imported = _probe("model", "build", "--out", str(tmp_path / "m"), "--wheel", str(tmp_path / "none.whl"))
+    assert code == 1
+    assert BUILD in imported
 
 
 def test_process_ends_quickly_but_says_everything_first(tmp_path: Path) -> None:

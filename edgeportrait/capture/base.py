@@ -9,7 +9,6 @@ rotation and mirroring happen in exactly one place for all backends.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -129,14 +128,6 @@ def as_bgr(image: np.ndarray, name: str) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return image
     raise CameraError(f"{name}: unsupported frame shape {image.shape}")
-
-
-_URL_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
-
-
-def redact(source: str) -> str:
-    """A source for logs and errors: ``rtsp://user:pass@host`` becomes ``rtsp://***@host``."""
-    return _URL_CREDENTIALS.sub(r"\1***@", source)
 
 
 class Pacer:

@@ -4,7 +4,8 @@ Threads:
 
 * a **reader** (one per opened source) opens the source and reads frames in a
   loop. It is the only thread that touches the source (backends are not
-  thread-safe), so stills are taken by it too, on request.
+  thread-safe), so stills are taken by it too, on request: each request is a
+  ``concurrent.futures.Future`` the reader completes and the caller waits on.
 * the **supervisor** ticks a few times a second. It notices a reader that has
   failed, an open that takes longer than ``camera.open_timeout_s``, and a reader
   that has delivered nothing for the stall timeout — also when the reader is
@@ -38,11 +39,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Literal
 
-from edgeportrait.capture.base import CameraError, Frame, FrameSource, SourceEnded, redact
+from edgeportrait.capture.base import CameraError, Frame, FrameSource, SourceEnded
 from edgeportrait.capture.factory import create_source
 from edgeportrait.config.camera import CameraConfig
+from edgeportrait.logsafe import Throttle, redact
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +87,6 @@ class _Reader:
                 src.interrupt()
             except Exception as e:  # a backend without a working interrupt; we abandon it anyway
                 logger.debug("camera: interrupt failed: %s", e)
-
-
-class _StillRequest:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.frame: Frame | None = None
-        self.error: str | None = None
 
 
 class Camera:
@@ -135,7 +132,8 @@ class Camera:
         self._last_error: str | None = "not started"
         self._last_frame_ts: float | None = None
         self._recent: deque[float] = deque(maxlen=512)
-        self._stills: list[_StillRequest] = []
+        # still requests waiting for the reader thread, the one that owns the device
+        self._stills: list[Future[Frame]] = []
 
         self._stop = threading.Event()
         self._running = False
@@ -147,11 +145,14 @@ class Camera:
         self._next_attempt = 0.0
         self._heartbeat = 0.0
         self._wedged = False
-        self._listener_errors = 0
+        # the first failure of a frame listener with its traceback, then one per thousand
+        self._listener_faults = Throttle(every=1000)
         # V4L2 reads give up after 10 s, FFmpeg's after open_timeout_s: a reader stuck much
         # longer than that is stuck for good
         self.wedged_after_s = max(60.0, 2 * cfg.open_timeout_s + self.stall_timeout_s)
-        self._repeats: dict[str, int] = {}
+        # camera faults (open errors, reopen delays): each new message at its level, repeats at DEBUG
+        # but every 20th; forgotten once frames flow again
+        self._faults = Throttle(every=20)
 
     # --- life cycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -182,8 +183,7 @@ class Camera:
             self._state = "offline"
             self._last_error = "stopped"
             for req in self._stills:
-                req.error = "camera stopped"
-                req.done.set()
+                req.set_exception(CameraError("camera stopped"))
             self._stills.clear()
             self._new_frame.notify_all()
         if reader is not None:
@@ -255,19 +255,22 @@ class Camera:
         Taken by the reader thread between two stream frames; not given to listeners.
         CameraError after ``timeout`` seconds at most.
         """
-        req = _StillRequest()
+        req: Future[Frame] = Future()
         with self._lock:
             if not self._running:
                 raise CameraError(self._not_running())
             self._stills.append(req)
-        if req.done.wait(timeout) and req.frame is not None:
-            return req.frame
+        try:
+            return req.result(timeout)
+        except FutureTimeout:
+            pass
         with self._lock:
             if req in self._stills:
                 self._stills.remove(req)
-        if req.frame is not None:  # finished between the timeout and the lock
-            return req.frame
-        raise CameraError(req.error or self._why_no_frame(timeout, "no still"))
+        if req.done():  # finished between the timeout and the lock
+            return req.result()
+        # never cancelled: the reader may hold it already and will still complete it, unheard
+        raise CameraError(self._why_no_frame(timeout, "no still"))
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(frame)`` for every stream frame, from the reader thread.
@@ -389,11 +392,7 @@ class Camera:
         A camera unplugged for a month retries every reopen_backoff_max_s; the journal should
         say so now and then, not 5000 times a day.
         """
-        count = self._repeats.get(message, 0)
-        if len(self._repeats) > 64:
-            self._repeats.clear()
-        self._repeats[message] = count + 1
-        return level if count % 20 == 0 else logging.DEBUG
+        return level if self._faults.allow(message) else logging.DEBUG
 
     def _last_error_or(self, default: str) -> str:
         return self._last_error if self._last_error not in (None, "starting") else default
@@ -484,13 +483,12 @@ class Camera:
             try:
                 still = src.capture_still()
             except CameraError as e:
-                req.error = str(e)
-                req.done.set()
+                req.set_exception(CameraError(str(e)))
                 raise
             with self._lock:
                 self._seq += 1
-                req.frame = dataclasses.replace(still, index=self._seq)
-            req.done.set()
+                frame = dataclasses.replace(still, index=self._seq)
+            req.set_result(frame)
 
     def _publish(self, reader: _Reader, frame: Frame) -> None:
         with self._lock:
@@ -511,16 +509,14 @@ class Camera:
             self._state = "ok"
             self._last_error = None
             self._failures = 0
-            if self._repeats:
-                self._repeats = {}
+            self._faults.reset()
             listeners = list(self._listeners)
             self._new_frame.notify_all()
         for listener in listeners:
             try:
                 listener(frame)
             except Exception:
-                self._listener_errors += 1
                 # the first one with its traceback, then a line per thousand: a broken consumer
                 # must neither stop the camera nor flood the journal at 30 lines a second
-                if self._listener_errors == 1 or self._listener_errors % 1000 == 0:
-                    logger.exception("camera: frame listener failed (%d times)", self._listener_errors)
+                if self._listener_faults.allow():
+                    logger.exception("camera: frame listener failed (%d times)", self._listener_faults.count())

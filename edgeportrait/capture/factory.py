@@ -7,16 +7,16 @@ import os
 import re
 from pathlib import Path
 
-from edgeportrait.capture.base import CameraError, FrameSource, redact
+from edgeportrait.camera_source import STREAM_SCHEMES, is_stream, picamera2_index
+from edgeportrait.capture.base import CameraError, FrameSource
 from edgeportrait.capture.folder import ImageFolderSource
 from edgeportrait.capture.opencv import StreamSource, V4L2Source, VideoFileSource
 from edgeportrait.capture.picam import Picamera2Source, picamera2_cameras
 from edgeportrait.config.camera import CameraConfig
+from edgeportrait.logsafe import redact
 
 logger = logging.getLogger(__name__)
 
-_STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
-_PICAMERA2 = re.compile(r"^picamera2(?::(\d+))?$")
 # Video nodes that are no use to cv2's V4L2 backend, by their sysfs name: memory-to-memory
 # codecs and ISPs (Pi: bcm2835-codec/-isp, rpi-hevc, pispbe; SoC decoders), and the Pi's CSI
 # receivers (unicam, rp1-cfe), which deliver frames only once libcamera has configured the
@@ -40,17 +40,18 @@ def create_source(cfg: CameraConfig) -> FrameSource:
     source = cfg.source.strip()
     if source == "auto":
         return _auto(cfg)
-    m = _PICAMERA2.match(source)
-    if m:
-        return Picamera2Source(cfg, int(m.group(1) or 0))
+    camera = picamera2_index(source)
+    if camera is not None:
+        return Picamera2Source(cfg, camera)
     if source.isdigit():
         return V4L2Source(cfg, int(source))
     if source.startswith("/dev/"):
         return V4L2Source(cfg, source)
-    if source.lower().startswith(_STREAM_SCHEMES):
+    if is_stream(source):
         return StreamSource(cfg, source)
     if "://" in source:
-        raise CameraError(f"{redact(source)}: unsupported URL scheme (use rtsp://, http:// or https://)")
+        use = ", ".join(f"{s}://" for s in STREAM_SCHEMES)
+        raise CameraError(f"{redact(source)}: unsupported URL scheme (use {use})")
     path = Path(source).expanduser()
     if path.is_dir():
         return ImageFolderSource(cfg, path)

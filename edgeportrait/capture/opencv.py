@@ -9,8 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeportrait.capture.base import CameraError, Pacer, SourceBase, SourceEnded, redact
+from edgeportrait.capture.base import CameraError, Pacer, SourceBase, SourceEnded
 from edgeportrait.config.camera import CameraConfig
+from edgeportrait.logsafe import redact
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
 import reprlib
 import socket
 import stat
@@ -29,6 +28,7 @@ from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.config.pipeline import PipelineConfig
 from edgeportrait.config.portrait import PortraitConfig
 from edgeportrait.errors import ConfigError
+from edgeportrait.logsafe import redact
 
 __all__ = [
     "AppConfig",
@@ -210,7 +210,7 @@ def validation_messages(err: ValidationError, where: str = "", index: _LineIndex
             msg = "required key missing"
         if "input" in e and e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict):
             # a URL's user:password never reaches the terminal or the journal
-            shown = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@", r"\1***@", _REPR.repr(e["input"]))
+            shown = redact(_REPR.repr(e["input"]))
             msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
         line = index.line_of(loc) if index else None
         prefix = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edgeportrait.camera_source import STREAM_SCHEMES, picamera2_index, url_scheme
 from edgeportrait.config.base import Section
-
-#: URL schemes the capture layer opens (through OpenCV's FFmpeg backend)
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 
 
 class CameraConfig(Section):
@@ -59,11 +56,11 @@ class CameraConfig(Section):
             raise ValueError("must not be empty")
         if "\x00" in source:
             raise ValueError("contains a NUL character")
-        m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
-        if m and m.group(1).lower() not in STREAM_SCHEMES:
+        scheme = url_scheme(source)
+        if scheme is not None and scheme.lower() not in STREAM_SCHEMES:
             # the scheme only: the rest of a URL may hold a password
-            raise ValueError(f"unsupported URL scheme {m.group(1)!r} (use {', '.join(STREAM_SCHEMES)})")
-        if source.startswith("picamera2") and not re.fullmatch(r"picamera2(:\d+)?", source):
+            raise ValueError(f"unsupported URL scheme {scheme!r} (use {', '.join(STREAM_SCHEMES)})")
+        if source.startswith("picamera2") and picamera2_index(source) is None:
             raise ValueError("picamera2 sources are 'picamera2' or 'picamera2:N' (camera number N)")
         return source
 

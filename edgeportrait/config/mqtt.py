@@ -21,6 +21,11 @@ class TLSConfig(Section):
 class DiscoveryConfig(Section):
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery.")
     prefix: str = Field("homeassistant", min_length=1, description="Home Assistant discovery prefix.")
+    style: Literal["device", "entities"] = Field(
+        "device",
+        description="device: one message for all entities (Home Assistant 2024.11 and later); entities: one "
+        "message per entity, for older Home Assistant (which ignores device messages).",
+    )
 
 
 class MqttConfig(Section):

@@ -7,7 +7,7 @@ so one setting looks the same at 720p, 1080p and 4K.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,9 +15,13 @@ from edgeportrait.config.base import Section
 
 Channel = Annotated[int, Field(ge=0, le=255)]
 
+Mode = Literal["blur", "grayscale", "color", "image"]
+#: the background modes (``portrait.mode``), for the command line's --mode and MQTT discovery
+MODES: tuple[str, ...] = get_args(Mode)
+
 
 class PortraitConfig(Section):
-    mode: Literal["blur", "grayscale", "color", "image"] = Field(
+    mode: Mode = Field(
         "blur",
         description="What replaces the background: blur = the scene blurred; grayscale = the scene in "
         "gray (sharp); color = a solid `color`; image = the picture `image`.",

@@ -32,7 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edgeportrait.commands import Command, CommandKind, peek_payload_id
 from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.errors import FatalError
-from edgeportrait.logsafe import shown
+from edgeportrait.logsafe import Throttle, shown
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class MqttLink:
         self._retained_seen: set[str] = set()
         self.connects = 0
         self.failures = 0  # connection attempts that failed since the last success
+        # every attempt while few, then one line in ten: an absent broker must not flood the journal
+        self._fail_log = Throttle(every=10, first=3)
         self.last_error: str | None = None
         self.v5 = cfg.protocol == "5"
         client_id = self.client_id = cfg.client_id or f"edgeportrait-{device_id}"
@@ -288,6 +290,7 @@ class MqttLink:
             # the broker was away in between (a restart): not a connection taken over
             self._short_lived = 0
         self.failures = 0
+        self._fail_log.reset()
         self.last_error = None
         self._connected_at = time.monotonic()
         self._subscribed.clear()
@@ -299,7 +302,7 @@ class MqttLink:
             # retained message that clears a command is told apart from an empty capture
             opts = SubscribeOptions(qos=1, retainAsPublished=True)
             own = SubscribeOptions(qos=1, noLocal=True)  # other daemons' health, not our own echo
-            client.subscribe([(t, own if k == "own_health" else opts) for t, k in self.subscriptions()])
+            client.subscribe([(t, own if k == OWN_HEALTH else opts) for t, k in self.subscriptions()])
         else:
             client.subscribe([(t, 1) for t, _ in self.subscriptions()])
 
@@ -322,8 +325,7 @@ class MqttLink:
         exc = sys.exc_info()[1]
         reason = _describe_connect_error(exc) if exc is not None else "unreachable"
         self.last_error = f"broker {self.cfg.host}:{self.cfg.port}: {reason}"
-        # every attempt while few, then one line in ten: an absent broker must not flood the journal
-        if self.failures <= 3 or self.failures % 10 == 0:
+        if self._fail_log.allow():
             logger.warning("MQTT: %s (attempt %d); retrying with backoff", self.last_error, self.failures)
 
     def _handle_disconnect(

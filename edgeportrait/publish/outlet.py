@@ -33,7 +33,7 @@ from edgeportrait.messages import (
     utc_iso,
 )
 from edgeportrait.publish.delivery import Deliverer, send_result
-from edgeportrait.publish.discovery import discovery_messages
+from edgeportrait.publish.discovery import discovery_messages, usable_modes
 from edgeportrait.publish.mqtt import MqttLink
 from edgeportrait.publish.spool import Spool, jpeg_for_mqtt
 from edgeportrait.settings import SettingsChange
@@ -91,6 +91,7 @@ class MqttOutlet:
         # results whose spool entry could not be written, waiting for their number (committed)
         self._unrecorded: dict[int, tuple[ResultMessage, bytes]] = {}
         self._lock = threading.Lock()
+        self._legacy_cleared = False
         if cfg.mqtt.discovery.enabled:
             dispatcher.register(CommandKind.HA_STATUS, self._on_ha_status)
 
@@ -181,5 +182,14 @@ class MqttOutlet:
             self._publish_discovery(self._settings())
 
     def _publish_discovery(self, cfg: AppConfig) -> None:
-        for topic, payload in discovery_messages(cfg.mqtt.discovery.prefix, self.link.base, cfg.device_id):
+        d = cfg.mqtt.discovery
+        # the per-entity topics of earlier versions are cleared once per start (before the
+        # device message); cleared again on every HA `online`, HA would warn of a conflict
+        with self._lock:
+            clear, self._legacy_cleared = not self._legacy_cleared, True
+        messages = discovery_messages(
+            d.prefix, self.link.base, cfg.device_id, modes=usable_modes(cfg.portrait), style=d.style,
+            clear_legacy=clear,
+        )
+        for topic, payload in messages:
             self.link.publish(topic, payload, retain=True)

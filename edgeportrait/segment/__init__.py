@@ -1,7 +1,8 @@
 """Person segmentation: MediaPipe selfie segmentation as OpenVINO IR, and the Segmenter that runs it.
 
-``Segmenter`` and the helpers import OpenVINO; ``build`` (the model tool chain)
-needs the ``build`` extra and is imported only by ``edgeportrait model build``.
+``model`` (pre/post-processing), ``adapter`` (OpenVINO: compile, device
+fail-over) and ``segmenter`` (the facade); ``swap`` switches models at run
+time. The model tool chain is the separate package ``edgeportrait_build``.
 """
 
 from edgeportrait._openvino import import_openvino
@@ -16,6 +17,7 @@ from edgeportrait.segment.segmenter import (  # noqa: E402
     models_dir,
     to_model_input,
     upscale_mask,
+    with_preprocessing,
 )
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "models_dir",
     "to_model_input",
     "upscale_mask",
+    "with_preprocessing",
 ]

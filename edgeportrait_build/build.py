@@ -8,7 +8,7 @@ Steps (each announced on stderr; the slow ones show progress):
    same bytes or not at all. mediapipe is never installed.
 2. Convert each to OpenVINO with the ``Convolution2DTransposeBias`` front-end
    extension and save the FP32 IR.
-3. Make the data set (:mod:`edgeportrait.segment.dataset`) where it is not
+3. Make the data set (:mod:`edgeportrait_build.dataset`) where it is not
    there yet: its sources are fetched from the package registries, its three
    parts made reproducibly (fixed seed), and the held-out part's reference
    masks made by mediapipe's own runtime in a virtual environment of its own.
@@ -36,7 +36,6 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,38 +43,9 @@ import numpy as np
 
 from edgeportrait.errors import FatalError
 from edgeportrait.imageio import atomic_write
+from edgeportrait_build.pinned import MEDIAPIPE_VERSION, PIP_WHEEL_ARGS, SOURCES, WHEEL_DIR
 
 logger = logging.getLogger(__name__)
-
-MEDIAPIPE_VERSION = "0.10.14"
-# Any platform's wheel holds the same .tflite bytes; pinning one wheel makes the
-# download independent of the machine that builds.
-PIP_WHEEL_ARGS = ["--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_17_x86_64"]
-WHEEL_DIR = "mediapipe/modules/selfie_segmentation"
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str  # our model name (config model.name)
-    member: str  # file name inside the wheel's WHEEL_DIR
-    sha256: str
-    input_hw: tuple[int, int]
-
-
-SOURCES = (
-    Source(
-        "general",
-        "selfie_segmentation.tflite",
-        "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
-        (256, 256),
-    ),
-    Source(
-        "landscape",
-        "selfie_segmentation_landscape.tflite",
-        "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
-        (144, 256),
-    ),
-)
 
 METHOD = (
     "NNCF post-training quantization, calibrated on the data set's calibration part. Preset MIXED "
@@ -233,10 +203,9 @@ def extract_sources(wheel: Path, dest: Path) -> dict[str, Path]:
 
 def model_input(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """What the IR itself takes: RGB float32 [0, 1], NHWC, made as the Segmenter makes it."""
-    from edgeportrait.segment.segmenter import to_model_input
+    from edgeportrait.segment.model import to_ir_input
 
-    x = to_model_input(img, hw)[..., ::-1].astype(np.float32) / 255.0
-    return np.ascontiguousarray(x)
+    return to_ir_input(img, hw)
 
 
 # --- conversion and quantization -----------------------------------------------------------
@@ -299,7 +268,7 @@ def quantize(
 
     ``quantize_with_accuracy_control`` measures the validation metric — the mean over
     the worst :data:`TAIL` of the validation images of ``sure_iou``
-    (:mod:`~edgeportrait.segment.agreement`: IoU@0.5 where the FP32 mask is sure,
+    (:mod:`~edgeportrait_build.agreement`: IoU@0.5 where the FP32 mask is sure,
     pixel agreement on frames with (almost) nobody) of the INT8 masks against the
     FP32 model's — and, if INT8 loses more than :data:`MAX_DROP`, ranks the
     quantized layers by how much they hurt it and reverts the worst to FP32 until
@@ -313,7 +282,7 @@ def quantize(
         OverflowFix,
     )
 
-    from edgeportrait.segment import agreement
+    from edgeportrait_build import agreement
 
     calib_cases = agreement.cases(parts["calibration"])
     val_cases = agreement.cases(parts["validation"])
@@ -374,10 +343,10 @@ def _save(model: Any, xml: Path) -> None:
 def build(out: Path, wheel: Path | None, progress: Progress, data: Path, sources: Path | None) -> dict[str, Any]:
     """Everything `model build` makes, into ``out``; returns the measured figures."""
     from edgeportrait.config import ModelConfig
-    from edgeportrait.segment import dataset
-    from edgeportrait.segment.report import measure, write_readme
     from edgeportrait.segment.segmenter import Segmenter
-    from edgeportrait.segment.tflite_ext import convert_tflite
+    from edgeportrait_build import dataset
+    from edgeportrait_build.report import measure, write_readme
+    from edgeportrait_build.tflite_ext import convert_tflite
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "source").mkdir(exist_ok=True)
@@ -428,7 +397,7 @@ def main(args: argparse.Namespace) -> int:
     if args.no_progress:
         # NNCF draws its own progress bars; keep the output plain when asked
         logging.getLogger("nncf").setLevel(logging.WARNING)
-    from edgeportrait.segment import dataset
+    from edgeportrait_build import dataset
 
     data = Path(args.data) if args.data else dataset.default_dir()
     sources = Path(args.sources) if args.sources else None

@@ -522,7 +522,7 @@ def load(directory: Path) -> list[tuple[dict[str, Any], np.ndarray]]:
 # --- what the build needs -------------------------------------------------------------------
 
 MEDIAPIPE = "mediapipe==0.10.14"
-REPO_HELDOUT = Path(__file__).resolve().parents[2] / "tests" / "data" / "heldout"
+REPO_HELDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "heldout"
 
 
 def default_dir() -> Path:
@@ -584,11 +584,11 @@ def ensure(data: Path, sources: Path | None, mask_fn: Callable[[np.ndarray], np.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgeportrait.segment.dataset fetch DIR``: the sources, fetched and checked;
+    """``python -m edgeportrait_build.dataset fetch DIR``: the sources, fetched and checked;
     ``... make OUT --sources DIR [--parts heldout,...]``: the parts made (FP32 model for the cut-outs)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m edgeportrait.segment.dataset")
+    p = argparse.ArgumentParser(prog="python -m edgeportrait_build.dataset")
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="download and check the source files")
     f.add_argument("dir")

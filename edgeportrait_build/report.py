@@ -3,7 +3,7 @@
 Used by ``edgeportrait model build`` (which writes the README) and by
 ``benchmarks/bench_segment.py`` (which prints them). Agreement is measured on
 the data set's held-out part, per scene class
-(:mod:`edgeportrait.segment.agreement`), and, in a source tree, on the golden
+(:mod:`edgeportrait_build.agreement`), and, in a source tree, on the golden
 photos of ``tests/data/golden`` too. Every figure is tied to the CPU it was
 measured on (model name and the ISA flags that change INT8's numerics).
 """
@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 
 from edgeportrait.imageio import atomic_write
-from edgeportrait.segment import agreement
+from edgeportrait_build import agreement
+from edgeportrait_build.dataset import CLASSES
+from edgeportrait_build.pinned import MEDIAPIPE_VERSION, SOURCES, WHEEL_DIR
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden"
 NAMES = ("general", "landscape")
 PRECISIONS = ("fp32", "int8")
@@ -115,13 +117,14 @@ def cpu_timing(xmls: dict[str, Path], frame: np.ndarray, runs: int, block: int =
     much as the model; CPU time of one thread is much steadier (cache effects remain)."""
     import openvino as ov
 
-    from edgeportrait.segment.segmenter import _with_preprocessing, to_model_input
+    from edgeportrait.segment.adapter import with_preprocessing
+    from edgeportrait.segment.model import to_model_input
 
     core = ov.Core()
     cfg = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1}
     reqs, inputs = {}, {}
     for k, xml in xmls.items():
-        model = _with_preprocessing(core.read_model(xml))
+        model = with_preprocessing(core.read_model(xml))
         reqs[k] = core.compile_model(model, "CPU", cfg).create_infer_request()
         shape = model.input(0).get_partial_shape()
         inputs[k] = to_model_input(frame, (shape[1].get_length(), shape[2].get_length()))
@@ -176,8 +179,6 @@ def measure(models_dir: Path | None, heldout: Path, runs: int = 1000, names: tup
 
 
 def heldout_table(fig: dict[str, Any], metric: str) -> str:
-    from edgeportrait.segment.dataset import CLASSES
-
     rows = [
         (f"{name} {p.upper()}", fig["heldout"][name][p][f"by_class_{metric}"])
         for name in NAMES
@@ -214,9 +215,6 @@ def figures_table(fig: dict[str, Any]) -> str:
 
 def write_readme(out: Path, fig: dict[str, Any], notes: str = "") -> None:
     """models/README.md from the template below and the measured figures (also kept as figures.json)."""
-    from edgeportrait.segment.build import MEDIAPIPE_VERSION, SOURCES, WHEEL_DIR
-    from edgeportrait.segment.dataset import CLASSES
-
     sources = "\n".join(
         f"| `{s.name}` | `{WHEEL_DIR}/{s.member}` | {s.input_hw[0]}×{s.input_hw[1]} | `{s.sha256}` |"
         for s in SOURCES
@@ -273,14 +271,14 @@ on unless their sha256 matches the pin:
 {sources}
 
 Conversion: OpenVINO's TFLite front end, plus a front-end `ConversionExtension`
-(`edgeportrait/segment/tflite_ext.py`) for MediaPipe's custom op
+(`edgeportrait_build/tflite_ext.py`) for MediaPipe's custom op
 `Convolution2DTransposeBias`, built from OpenVINO ops (1×1 convolution +
 DepthToSpace, equal to the transposed 2×2/stride-2 convolution, + bias). No
 weights are copied by hand and no model file is edited.
 
 ## The data set
 
-`edgeportrait/segment/dataset.py` makes it reproducibly (seed {calib.get('seed', '?')}) from public
+`edgeportrait_build/dataset.py` makes it reproducibly (seed {calib.get('seed', '?')}) from public
 material that ships through the package registries — Debian's `opencv-doc`
 (`vtest.avi`, a street with many walking people; `basketball1/2.png`; `messi5.jpg`;
 the `leftNN/rightNN.jpg` series of a man half hidden behind a chessboard; photos
@@ -303,7 +301,7 @@ This build's INT8 against FP32 on the validation part (mean sure_iou): {val}.
 ## Measured agreement and speed
 
 Agreement with the masks of the reference runtime (mediapipe {MEDIAPIPE_VERSION}'s own,
-made by `edgeportrait/segment/reference_masks.py`) on the held-out part, per scene class,
+made by `edgeportrait_build/reference_masks.py`) on the held-out part, per scene class,
 mean / worst image, measured on {where}. INT8's numerics depend on the CPU's
 instruction set (VNNI or not, x86 or ARM): these figures hold for that ISA;
 `tests/test_heldout.py` checks the targets on whatever CPU runs the tests, and

@@ -5,7 +5,7 @@ edgeportrait, not even a build one); ``edgeportrait model build`` makes such a
 virtual environment itself when it needs reference masks, or by hand:
 
     python3.11 -m venv /tmp/mpvenv && /tmp/mpvenv/bin/pip install mediapipe==0.10.14
-    /tmp/mpvenv/bin/python edgeportrait/segment/reference_masks.py DIR [DIR ...]
+    /tmp/mpvenv/bin/python edgeportrait_build/reference_masks.py DIR [DIR ...]
 
 DIR is a part of the data set (a folder with ``manifest.json`` and ``images/``).
 For each image it writes ``DIR/masks/<model>/<stem>.png`` (8-bit grayscale,
