@@ -1,0 +1,84 @@
+"""`http:` and `preview:`: the kiosk's config sections, the token rules and what may change at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeportrait.config import RUNTIME_SETTINGS, AppConfig, load_config
+from edgeportrait.errors import ConfigError, FatalError
+from edgeportrait.publish.commands import CommandError, apply_settings
+from edgeportrait.web import read_token
+
+TOKEN = "Zq8-secret_token.value~0123456789"
+
+
+def _load(tmp_path: Path, text: str) -> AppConfig:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return load_config(p)
+
+
+def test_defaults_serve_nothing_and_preview_is_720p30() -> None:
+    cfg = AppConfig()
+    assert not cfg.http.enabled and cfg.http.host == "127.0.0.1" and cfg.http.port == 8080
+    assert cfg.http.max_viewers == 5 and cfg.http.token is None
+    p = cfg.preview
+    assert (p.width, p.height, p.max_fps, p.jpeg_quality, p.review_s) == (1280, 720, 30, 80, 5)
+
+
+def test_a_network_address_without_a_token_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, "device_id: b\nhttp:\n  enabled: true\n  host: 0.0.0.0\n")
+    assert e.value.lines == [
+        f"{tmp_path / 'c.yaml'}:2: http: http.host 0.0.0.0 is reachable from the network: set http.token_file "
+        "(or http.token) so that only those who know the token see the camera and trigger captures, "
+        "or listen on 127.0.0.1"
+    ]
+    assert _load(tmp_path, f"http: {{host: 0.0.0.0, token: {TOKEN}}}\n").http.host == "0.0.0.0"
+    assert _load(tmp_path, "http: {host: '::', token_file: kiosk-token}\n").http.token_file == Path("kiosk-token")
+
+
+@pytest.mark.parametrize("bad", ["short", "has space in it 0123456789", "quote'quote'quote'quote", "x" * 300])
+def test_a_bad_token_is_refused_without_being_shown(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, f"http:\n  token: \"{bad}\"\n")
+    assert "http.token" in str(e.value) and bad not in str(e.value)
+
+
+def test_token_and_token_file_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        _load(tmp_path, f"http: {{token: {TOKEN}, token_file: /etc/t}}\n")
+
+
+def test_the_token_never_appears_in_dumps_or_repr(tmp_path: Path) -> None:
+    cfg = _load(tmp_path, f"http: {{token: {TOKEN}}}\n")
+    assert TOKEN not in repr(cfg) and TOKEN not in cfg.model_dump_json()
+    assert read_token(cfg.http) == TOKEN
+
+
+def test_token_file_is_read_from_the_credentials_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "kiosk-token").write_text(TOKEN + "\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg = _load(tmp_path, "http: {host: 0.0.0.0, token_file: kiosk-token}\n")
+    assert read_token(cfg.http) == TOKEN
+    (tmp_path / "kiosk-token").write_text("weak\n")
+    with pytest.raises(FatalError, match="token_file"):
+        read_token(cfg.http)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "nowhere"))
+    with pytest.raises(FatalError, match="cannot read"):
+        read_token(cfg.http)
+
+
+def test_preview_changes_at_run_time_http_does_not() -> None:
+    assert RUNTIME_SETTINGS["preview"] == {"width", "height", "max_fps", "jpeg_quality", "review_s"}
+    assert "http" not in RUNTIME_SETTINGS
+    new = apply_settings(AppConfig(), {"preview": {"max_fps": 12, "review_s": 0}})
+    assert new.preview.max_fps == 12 and new.preview.review_s == 0
+    with pytest.raises(CommandError):
+        apply_settings(AppConfig(), {"http": {"host": "0.0.0.0"}})
+    with pytest.raises(CommandError):
+        apply_settings(AppConfig(), {"preview": {"max_fps": 0}})
