@@ -82,3 +82,28 @@ def test_preview_changes_at_run_time_http_does_not() -> None:
         apply_settings(AppConfig(), {"http": {"host": "0.0.0.0"}})
     with pytest.raises(CommandError):
         apply_settings(AppConfig(), {"preview": {"max_fps": 0}})
+
+
+def test_the_kiosk_screen_user_unit_verifies(tmp_path: Path) -> None:
+    """systemd/edgeportrait-kiosk.service passes `systemd-analyze verify --user`; it opens the page in kiosk mode."""
+    import shutil
+    import subprocess
+
+    unit = Path(__file__).resolve().parent.parent / "systemd" / "edgeportrait-kiosk.service"
+    text = unit.read_text()
+    assert "--kiosk" in text and "Environment=KIOSK_URL=http://127.0.0.1:8080/" in text
+    assert "WantedBy=graphical-session.target" in text
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None or not Path("/usr/bin/chromium").exists():
+        pytest.skip("systemd-analyze or /usr/bin/chromium (ExecStart) is not installed")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    proc = subprocess.run(
+        [analyze, "verify", "--user", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)},
+    )
+    complaints = [ln for ln in (proc.stdout + proc.stderr).splitlines() if unit.name in ln]
+    assert proc.returncode == 0 and not complaints, proc.stdout + proc.stderr

@@ -60,7 +60,9 @@
   }
 
   function updateButton() {
-    button.disabled = !!counting || !review.hidden || linkDown;
+    var busy = !!counting || !review.hidden;
+    button.disabled = busy || linkDown;
+    button.classList.toggle("away", busy);  // nothing in front of the faces while they pose and look
   }
 
   // -- countdown, flash, review ---------------------------------------------------------------
