@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +79,13 @@ class BoothBackend(FakeBackend):
         self._image = portrait_image
         self._out = out
         self._seq = 0
+        self.fails = False  # when set, the capture is announced but its portrait never comes
 
     def capture(self, countdown_s: float | None) -> str:
         cid = super().capture(countdown_s)
         seconds = self.countdown_s if countdown_s is None else countdown_s
-        threading.Timer(seconds, self._taken, args=(cid,)).start()
+        if not self.fails:
+            threading.Timer(seconds, self._taken, args=(cid,)).start()
         return cid
 
     def _taken(self, cid: str) -> None:
@@ -95,14 +97,29 @@ class BoothBackend(FakeBackend):
         self.events.publish("portrait", {"id": cid, "seq": self._seq})
 
 
+class Booth:
+    """The fake daemon's server; ``restart()`` stops it and starts a new one on the same port."""
+
+    def __init__(self, frames: FrameBroadcaster, events: EventHub, backend: BoothBackend) -> None:
+        self.frames, self.events, self.backend = frames, events, backend
+        self.cfg = HttpConfig(enabled=True, port=free_port())
+        self.server = KioskServer(self.cfg, frames, events, backend)
+        self.server.start()
+
+    def restart(self, down: Callable[[], None]) -> None:
+        self.server.stop()
+        down()
+        self.server = KioskServer(self.cfg, self.frames, self.events, self.backend)
+        self.server.start()
+
+
 @pytest.fixture
-def booth(tmp_path: Path) -> Iterator[tuple[KioskServer, BoothBackend]]:
+def booth(tmp_path: Path) -> Iterator[Booth]:
     frames_jpeg, full = portrait_frames()
     events = EventHub()
     backend = BoothBackend(events, full, tmp_path)
     frames = FrameBroadcaster(3)
-    server = KioskServer(HttpConfig(enabled=True, port=free_port()), frames, events, backend)
-    server.start()
+    b = Booth(frames, events, backend)
     stop = threading.Event()
 
     def produce() -> None:  # the daemon's compose thread, at 15 fps, only while wanted
@@ -114,10 +131,10 @@ def booth(tmp_path: Path) -> Iterator[tuple[KioskServer, BoothBackend]]:
 
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
-    yield server, backend
+    yield b
     stop.set()
     producer.join(2)
-    server.stop()
+    b.server.stop()
 
 
 @pytest.fixture
@@ -143,10 +160,8 @@ def _shown(driver: Any, element_id: str) -> bool:
     return bool(driver.execute_script(f"var e = document.getElementById('{element_id}'); return !e.hidden;"))
 
 
-def test_kiosk_page_live_view_capture_countdown_review(
-    booth: tuple[KioskServer, BoothBackend], browser: Any, tmp_path: Path
-) -> None:
-    server, backend = booth
+def test_kiosk_page_live_view_capture_countdown_review(booth: Booth, browser: Any, tmp_path: Path) -> None:
+    server, backend = booth.server, booth.backend
     wait = WebDriverWait(browser, 10, poll_frequency=0.05)
     browser.get(server.url)
 
@@ -189,3 +204,22 @@ def test_kiosk_page_live_view_capture_countdown_review(
     browser.find_element(By.ID, "capture").click()
     wait.until(lambda d: _shown(d, "message") and "try again later" in d.find_element(By.ID, "message").text)
     assert (tmp_path / "countdown.png").stat().st_size > 10_000
+
+    # a capture of the page's own that fails later (error event with its id): said, countdown ended
+    backend.refuse = None
+    backend.countdown_s = 30  # long enough that only the error ends it
+    browser.execute_script("document.getElementById('message').hidden = true;")
+    backend.fails = True  # this portrait never comes
+    browser.find_element(By.ID, "capture").click()
+    wait.until(lambda d: _shown(d, "countdown"))
+    cid = f"cap-{len(backend.calls)}"
+    backend.events.publish("error", {"id": cid, "error": "capture_failed", "detail": "no frame from the camera"})  # type: ignore[union-attr]
+    wait.until(lambda d: not _shown(d, "countdown") and "no frame" in d.find_element(By.ID, "message").text)
+
+    # the daemon restarts: the page says it is reconnecting, then plays the live view again by itself
+    booth.restart(down=lambda: wait.until(lambda d: "Reconnecting" in d.find_element(By.ID, "status").text))
+    wait.until(lambda d: not _shown(d, "status"))
+    wait.until(lambda d: booth.frames.viewers == 1)
+    again = live.screenshot_as_png
+    wait.until(lambda d: live.screenshot_as_png != again)
+

@@ -73,14 +73,15 @@ from edgeportrait.web.frames import BOUNDARY, FrameBroadcaster, ViewersFull
 
 logger = logging.getLogger(__name__)
 
-ROUTES: dict[str, frozenset[str]] = {
-    "/": frozenset({"GET", "HEAD"}),
-    "/stream.mjpg": frozenset({"GET", "HEAD"}),
-    "/snapshot.jpg": frozenset({"GET", "HEAD"}),
-    "/latest.jpg": frozenset({"GET", "HEAD"}),
-    "/healthz": frozenset({"GET", "HEAD"}),
-    "/events": frozenset({"GET", "HEAD"}),
-    "/capture": frozenset({"POST"}),
+# path -> (methods, the handler's method name). Exact matches only: nothing is looked up by name.
+ROUTES: dict[str, tuple[frozenset[str], str]] = {
+    "/": (frozenset({"GET", "HEAD"}), "_page"),
+    "/stream.mjpg": (frozenset({"GET", "HEAD"}), "_stream"),
+    "/snapshot.jpg": (frozenset({"GET", "HEAD"}), "_snapshot"),
+    "/latest.jpg": (frozenset({"GET", "HEAD"}), "_latest"),
+    "/healthz": (frozenset({"GET", "HEAD"}), "_healthz"),
+    "/events": (frozenset({"GET", "HEAD"}), "_events"),
+    "/capture": (frozenset({"POST"}), "_capture"),
 }
 
 # A request line or header section beyond these is not from a browser, HA or curl.
@@ -219,16 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not target.startswith("/"):
             return self._error(404, "not_found", "no such path")
         path, _, query = target.partition("?")
-        methods = ROUTES.get(path)
-        if methods is None:
+        route = ROUTES.get(path)
+        if route is None:
             return self._error(404, "not_found", "no such path")
+        methods, handler = route
         if self.command not in methods:
             return self._error(405, "method_not_allowed", "method not allowed", [("Allow", ", ".join(sorted(methods)))])
         if kiosk.token is None and not self._host_is_loopback():
             return self._error(403, "forbidden", "this server answers loopback names only (set http.token)")
         if kiosk.token is not None and not self._authorized(path, query):
             return self._error(401, "unauthorized", "a valid token is required", [("WWW-Authenticate", "Bearer")])
-        getattr(self, "_" + (path.strip("/").replace(".", "_") or "page"))()
+        getattr(self, handler)()
 
     def _client_gone(self) -> bool:
         """True when the client closed its end (checked while a stream is idle, without blocking).
@@ -338,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._body(200, "text/html; charset=utf-8", kiosk.page.body, extra)
 
-    def _stream_mjpg(self) -> None:
+    def _stream(self) -> None:
         kiosk = self.server.kiosk
         frames = kiosk.frames
         try:
@@ -367,13 +369,13 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             frames.unregister(viewer, dropped=dropped)
 
-    def _snapshot_jpg(self) -> None:
+    def _snapshot(self) -> None:
         frame = self.server.kiosk.frames.snapshot(timeout=1.0)
         if frame is None:
             return self._error(503, "no_frame", "no preview frame yet", [("Retry-After", "1")])
         self._body(200, "image/jpeg", frame.jpeg)
 
-    def _latest_jpg(self) -> None:
+    def _latest(self) -> None:
         # the path comes from the daemon's own record of its newest portrait, never from the request
         path = self.server.kiosk.backend.latest_portrait()
         data = None
