@@ -177,6 +177,10 @@ def test_kiosk_page_live_view_capture_countdown_review(booth: Booth, browser: An
     state = backend.kiosk_state()
     backend.events.publish("status", {**state, "camera": "offline", "message": "The camera is offline — reconnecting…"})  # type: ignore[union-attr]
     wait.until(lambda d: _shown(d, "status") and "camera is offline" in d.find_element(By.ID, "status").text)
+    backend.events.publish("status", {**state, "camera": "stalled", "message": ""})  # type: ignore[union-attr]
+    wait.until(lambda d: "stopped sending pictures" in d.find_element(By.ID, "status").text)  # the page's own words
+    backend.events.publish("status", {**state, "fallback": "The NPU failed; running on the CPU"})  # type: ignore[union-attr]
+    wait.until(lambda d: "running on the CPU" in d.find_element(By.ID, "status").text)
     backend.events.publish("status", state)  # type: ignore[union-attr]
     wait.until(lambda d: not _shown(d, "status"))
 

@@ -32,6 +32,10 @@ BOUNDARY = "edgeportraitframe"
 SNAPSHOT_HOLD_S = 5.0
 
 
+# A frame older than this is not shown to a viewer that just connected.
+STALE_S = 1.0
+
+
 class Frame(NamedTuple):
     jpeg: bytes
     captured_ts: float  # time.monotonic() when the camera took it
@@ -134,7 +138,11 @@ class FrameBroadcaster:
                 self.refused += 1
                 raise ViewersFull(f"{self.max_viewers} viewers already watching")
             v = Viewer(next(self._ids))
-            # a new viewer starts with the newest frame there is (it may be a moment old)
+            f = self._frame
+            if f is not None and self._clock() - f.captured_ts > STALE_S:
+                # left over from before a quiet spell (the producer idles while nobody watches):
+                # start with the next frame rather than show a moment from minutes ago
+                v.last_n = f.n
             self._viewers[v.id] = v
             self._cond.notify_all()
             return v

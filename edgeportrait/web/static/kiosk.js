@@ -8,6 +8,11 @@
   var statusBox = $("status"), messageBox = $("message");
 
   var state = { review_s: 5, countdown_s: 0, capture_allowed: true, message: "" };
+  // what the page says when the daemon's status carries no words of its own
+  var CAMERA_WORDS = {
+    offline: "The camera is offline — reconnecting…",
+    stalled: "The camera has stopped sending pictures — reconnecting…"
+  };
   var mine = {};            // ids of captures this page asked for (their errors are shown here)
   var counting = null;      // {id, deadline, timer} while a countdown runs
   var reviewTimer = null, messageTimer = null, streamRetry = null, eventsRetry = null;
@@ -41,6 +46,8 @@
       text = "Reconnecting to the booth…";
     } else if (state.message) {
       text = state.message;
+    } else if (state.camera && state.camera !== "ok") {
+      text = CAMERA_WORDS[state.camera] || "The camera is not working — reconnecting…";
     } else if (streamDown) {
       text = "Reconnecting to the camera…";
     } else if (state.fallback) {
@@ -48,7 +55,7 @@
     }
     statusBox.textContent = text;
     statusBox.hidden = !text;
-    button.hidden = !state.capture_allowed;
+    button.hidden = state.capture_allowed === false;
     updateButton();
   }
 
