@@ -239,8 +239,12 @@ class _Handler(BaseHTTPRequestHandler):
         slot until the next write; a page that reconnects its stream would then use them up.
         """
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            poller = select.poll()  # not select.select: a daemon's fds may be numbered past 1024
+            poller.register(self.connection, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            # readable: either the end of the stream (b"") or bytes the client sent after its request
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 
