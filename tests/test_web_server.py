@@ -134,7 +134,7 @@ def test_stalled_viewer_slows_neither_the_producer_nor_another_viewer(kiosk: Fac
             slowest_publish = max(slowest_publish, time.perf_counter() - t0)
             assert good.part().endswith(n.to_bytes(4, "big"))  # the good viewer has every frame, in order
             n += 1
-        assert slowest_publish < 0.05
+        assert slowest_publish < 0.25  # never waits on a viewer (a stalled write lasts send_timeout_s = 1 s)
         assert s.frames.wait_viewers(1, 5)
         assert n > 10  # the stall really happened after its buffers filled
         for _ in range(3):  # and the good viewer goes on
@@ -594,3 +594,23 @@ def test_preview_encoder_paces_to_max_fps_and_only_when_wanted() -> None:
     clock[0] += 1
     assert not enc.due()
     assert enc.encoded == 2
+
+
+def test_listens_on_ipv6_loopback(kiosk: Factory) -> None:
+    """http.host ::1 binds an IPv6 socket; its url has the brackets."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    cfg = HttpConfig(enabled=True, host="::1", port=free_port())
+    server = KioskServer(cfg, FrameBroadcaster(1), EventHub(), FakeBackend())
+    try:
+        server.start()
+    except FatalError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        assert server.url == f"http://[::1]:{server.port}/"
+        with socket.create_connection(("::1", server.port), timeout=5) as s:
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: [::1]:{server.port}\r\n\r\n".encode())
+            status, _, _ = read_head(s)
+        assert status == 200
+    finally:
+        server.stop()
