@@ -53,7 +53,7 @@ def _bounds(field: FieldInfo) -> str:
 
 
 def _type(field: FieldInfo) -> str:
-    text = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
+    text = str(field.annotation).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
     text = text.replace("<class '", "").replace("'>", "").replace("Literal", "one of ")
     return text.replace("|", "\\|")
 

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine (mosquitto, the
-# project with its dev extras in .venv) and runs the whole suite.
+# Installs what the tests need on a fresh Debian machine (mosquitto, chromium and
+# chromium-driver, the project with its dev extras in .venv) and runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian's packages the tests use, installed only when missing: the broker for the MQTT
+# tests, and Chromium with its WebDriver for the kiosk page's browser test.
+MISSING=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    MISSING+=(mosquitto)
+fi
+command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || MISSING+=(chromium-driver)
+if [ "${#MISSING[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${MISSING[@]}" >/dev/null
 fi
 
 VENV="${VENV:-.venv}"

@@ -104,6 +104,7 @@ def test_settings_payload_may_carry_an_id() -> None:
 def test_settings_state_lists_only_runtime_settings() -> None:
     """B/settings/state shows the runtime settings, not the broker address or paths."""
     state = settings_state(AppConfig())
-    assert set(state) == {"portrait", "pipeline", "model", "capture", "health"}
+    assert set(state) == {"portrait", "pipeline", "model", "capture", "health", "preview"}
+    assert "http" not in state  # the listening address and the token are not runtime settings
     assert "queue_size" not in state["pipeline"] and "output_dir" not in state["capture"]
     json.dumps(state)

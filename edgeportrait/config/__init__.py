@@ -23,6 +23,7 @@ from edgeportrait.config.base import Section
 from edgeportrait.config.camera import CameraConfig
 from edgeportrait.config.capture import CaptureConfig
 from edgeportrait.config.health import HealthConfig
+from edgeportrait.config.http import HttpConfig, PreviewConfig
 from edgeportrait.config.model import ModelConfig
 from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.config.pipeline import PipelineConfig
@@ -35,10 +36,12 @@ __all__ = [
     "CameraConfig",
     "CaptureConfig",
     "HealthConfig",
+    "HttpConfig",
     "ModelConfig",
     "MqttConfig",
     "PipelineConfig",
     "PortraitConfig",
+    "PreviewConfig",
     "RUNTIME_SETTINGS",
     "load_config",
     "merge_settings",
@@ -77,6 +80,8 @@ class AppConfig(Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     capture: CaptureConfig = Field(default_factory=CaptureConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
 
 
 # Settings that may change while the daemon runs (B/settings/set, per-capture
@@ -89,7 +94,11 @@ RUNTIME_SETTINGS: dict[str, frozenset[str]] = {
     "model": frozenset({"name", "precision", "device"}),
     "capture": frozenset({"interval_s", "countdown_s", "jpeg_quality"}),
     "health": frozenset({"interval_s"}),
+    "preview": frozenset(PreviewConfig.model_fields),
 }
+
+# Values never shown in an error message (the "(got …)" hint): they are secrets.
+SECRET_KEYS = frozenset({"token"})
 
 
 class _LineIndex:
@@ -208,7 +217,13 @@ def validation_messages(err: ValidationError, where: str = "", index: _LineIndex
             msg = "unknown key" + _did_you_mean(loc)
         elif e["type"] == "missing":
             msg = "required key missing"
-        if "input" in e and e["type"] not in ("extra_forbidden", "missing") and not isinstance(e["input"], dict):
+        secret = bool(loc) and loc[-1] in SECRET_KEYS
+        if (
+            "input" in e
+            and not secret
+            and e["type"] not in ("extra_forbidden", "missing")
+            and not isinstance(e["input"], dict)
+        ):
             # a URL's user:password never reaches the terminal or the journal
             shown = redact(_REPR.repr(e["input"]))
             msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"

@@ -1,0 +1,77 @@
+"""The producer side of the live preview: only when wanted, at most ``max_fps``, encoded once.
+
+The daemon's compose thread asks :meth:`PreviewEncoder.due` before it
+composes a stream frame for the preview (nothing is composed while nobody
+watches), then hands the composed frame to :meth:`PreviewEncoder.offer`,
+which scales it to fit ``preview.width``×``preview.height``, encodes it as
+JPEG once and publishes it to the :class:`FrameBroadcaster`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from edgeportrait.config import PreviewConfig
+from edgeportrait.health import Window
+from edgeportrait.imageio import encode_jpeg
+from edgeportrait.web.frames import FrameBroadcaster
+
+
+def fit_within(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled down (never up) to fit inside width×height, aspect kept."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # Down to half size bilinear samples every source pixel's neighbourhood well enough, and
+    # it is 4x faster than INTER_AREA at a non-integer factor (1080p → 720p: 3.9 ms vs 16.6 ms
+    # on one x86 core, more than the encode); beyond half, INTER_AREA avoids aliasing.
+    interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+class PreviewEncoder:
+    def __init__(
+        self,
+        frames: FrameBroadcaster,
+        settings: Callable[[], PreviewConfig],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.frames = frames
+        self._settings = settings  # read once per frame: settings/set may replace it
+        self._clock = clock
+        self._next_due = 0.0
+        self._lock = threading.Lock()
+        self.encoded = 0
+        self.encode_ms = Window()
+
+    def due(self) -> bool:
+        """True when a preview frame should be made now: someone wants one and max_fps allows it."""
+        if not self.frames.wanted():
+            return False
+        with self._lock:
+            return self._clock() >= self._next_due
+
+    def offer(self, image: np.ndarray, captured_ts: float) -> bool:
+        """Scale, encode and publish ``image`` (BGR) if :meth:`due`; True when it was published."""
+        cfg = self._settings()
+        now = self._clock()
+        with self._lock:
+            if now < self._next_due or not self.frames.wanted():
+                return False
+            period = 1.0 / cfg.max_fps
+            # from the due time, not from now, so the rate holds on average; after a
+            # pause, at least half a period to the next one (no burst of two)
+            self._next_due = max(self._next_due + period, now + period / 2)
+        t0 = time.perf_counter()
+        jpeg = encode_jpeg(fit_within(image, cfg.width, cfg.height), cfg.jpeg_quality)
+        self.encode_ms.add((time.perf_counter() - t0) * 1000.0)
+        self.encoded += 1
+        self.frames.publish(jpeg, captured_ts)
+        return True
