@@ -34,7 +34,7 @@ from edgeportrait.compose import Compositor
 from edgeportrait.config import AppConfig, load_config
 from edgeportrait.errors import FatalError
 from edgeportrait.logsafe import shown
-from edgeportrait.messages import HealthMessage
+from edgeportrait.messages import HealthMessage, PreviewHealth
 from edgeportrait.pipeline import StreamPipeline
 from edgeportrait.results import CaptureStore, SeqCounter, default_state_dir
 from edgeportrait.segment.swap import ModelSlot
@@ -72,16 +72,51 @@ def recover_state(cfg: AppConfig, state_dir: Path, spool_highest: int | None) ->
     return seq, store
 
 
+class _Kiosk:
+    """The kiosk's shared parts: preview frames (one producer, many viewers) and page events."""
+
+    def __init__(self, settings: Callable[[], AppConfig]) -> None:
+        from edgeportrait.web.events import EventHub
+        from edgeportrait.web.frames import FrameBroadcaster
+        from edgeportrait.web.preview import PreviewEncoder
+
+        self.frames = FrameBroadcaster(settings().http.max_viewers)
+        self.events = EventHub()
+        # preview.* are runtime settings: the encoder reads them once per frame
+        self.preview = PreviewEncoder(self.frames, lambda: settings().preview)
+
+    def stats(self) -> PreviewHealth:
+        s = self.frames.stats()
+        encode = self.preview.encode_ms.percentile(50)
+        return PreviewHealth(
+            viewers=s["viewers"], max_viewers=s["max_viewers"], fps=s["fps"], published=s["published"],
+            sent=s["sent"], refused=s["refused"], dropped=s["dropped"], latency_ms_p50=s["latency_ms_p50"],
+            latency_ms_p95=s["latency_ms_p95"], encode_ms_p50=encode,
+        )
+
+
 class Daemon:
     def __init__(self, cfg: AppConfig) -> None:
         self.settings = RuntimeSettings(cfg)
         self._stop = threading.Event()
         # this start's id, in every health report: two daemons with one device_id tell each other apart
         self.instance = uuid.uuid4().hex[:12]
-        self.state = "starting"
+        self._state = "starting"
+        self._on_state: list[Callable[[], None]] = []
         self._parts = contextlib.ExitStack()
         self.camera: Camera | None = None
         self.watchdog: sdnotify.Watchdog | None = None
+
+    @property
+    def state(self) -> str:
+        """starting → running → stopping (health makes "degraded" of running when the camera is not ok)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        for fn in self._on_state:
+            fn()
 
     # -- start / stop ------------------------------------------------------------
 
@@ -123,7 +158,11 @@ class Daemon:
         # an outage the camera supervisor is already handling (offline, reopening)
         # is shown in health rather than answered by a systemd restart loop
         self.watchdog = sdnotify.Watchdog(excuse=lambda: camera.state != "ok" and camera.supervisor_alive())
-        pipeline = StreamPipeline(camera, models.use, Compositor(cfg.portrait), settings, self.watchdog.frame_flowed)
+        kiosk = _Kiosk(settings) if cfg.http.enabled else None
+        pipeline = StreamPipeline(
+            camera, models.use, Compositor(cfg.portrait), settings, self.watchdog.frame_flowed,
+            preview=kiosk.preview if kiosk is not None else None,
+        )
         pipeline.start()
         parts.callback(_step, "pipeline", pipeline.stop)
 
@@ -133,6 +172,23 @@ class Daemon:
         health_sinks: list[Callable[[HealthMessage], None]] = [log_health]
         health = HealthLoop(settings, reporter.report, health_sinks)
         parts.callback(self.settings.subscribe(health.settings_changed))
+
+        if kiosk is not None:
+            from edgeportrait.web.booth import Booth
+            from edgeportrait.web.server import KioskServer
+
+            booth = Booth(settings, kiosk.events, captures, store, reporter.report)
+            outlets.add(booth)  # countdown, portrait and error events for the page
+            health_sinks.append(booth.health_report)
+            reporter.preview = kiosk.stats
+            camera.add_state_listener(booth.poke)
+            self._on_state.append(booth.poke)
+            parts.callback(self.settings.subscribe(booth.poke))
+            booth.start()
+            parts.callback(_step, "kiosk status", booth.stop)
+            server = KioskServer(cfg.http, kiosk.frames, kiosk.events, booth)
+            server.start()  # FatalError when the port is taken or the token file unreadable
+            parts.callback(_step, "kiosk server", server.stop)
 
         from edgeportrait.control import Control
 

@@ -198,3 +198,17 @@ def encode_png(img: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def fit_within(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled down (never up) to fit inside width×height, aspect kept."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    # Down to half size bilinear samples every source pixel's neighbourhood well enough, and
+    # it is 4x faster than INTER_AREA at a non-integer factor (1080p → 720p: 3.9 ms vs 16.6 ms
+    # on one x86 core, more than the encode); beyond half, INTER_AREA avoids aliasing.
+    interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=interpolation)

@@ -120,6 +120,21 @@ class MqttHealth(_Message):
     spool: SpoolHealth | None
 
 
+class PreviewHealth(_Message):
+    """The kiosk's live preview (``http.enabled``): viewers, frames, capture → socket latency."""
+
+    viewers: int
+    max_viewers: int
+    fps: float  # preview frames published per second
+    published: int
+    sent: int  # frames handed to viewers' sockets, all viewers
+    refused: int  # viewers turned away (max_viewers)
+    dropped: int  # viewers whose connection stalled or failed
+    latency_ms_p50: float | None  # camera frame → its last byte to a viewer's socket
+    latency_ms_p95: float | None
+    encode_ms_p50: float | None
+
+
 class SystemHealth(_Message):
     cpu_percent: float | None
     rss_mb: float | None
@@ -143,6 +158,7 @@ class HealthMessage(_Message):
     pipeline: PipelineHealth
     captures: CapturesHealth
     mqtt: MqttHealth
+    preview: PreviewHealth | None = None  # null unless http.enabled
     system: SystemHealth
 
 

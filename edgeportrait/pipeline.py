@@ -34,13 +34,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from edgeportrait.capture import Camera, Frame
 from edgeportrait.compose import Compositor
 from edgeportrait.config import AppConfig
 from edgeportrait.health import RateMeter, Window
+from edgeportrait.imageio import fit_within
 from edgeportrait.segment.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -61,16 +61,6 @@ class PreviewSink(Protocol):
     def offer(self, image: np.ndarray, captured_ts: float) -> bool:
         """Encode and publish a composed frame; False if it was not wanted after all."""
         ...
-
-
-def scale_to_fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``image`` scaled down (never up) to fit width×height, aspect kept."""
-    h, w = image.shape[:2]
-    scale = min(width / w, height / h)
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _put_newest(q: queue.Queue[Any], item: Any) -> int:
@@ -186,6 +176,8 @@ class StreamPipeline:
             wanted = self.preview is not None and self.preview.due()
             # composed frames at max_fps while the preview wants them; else a few masks a second
             rate = cfg.max_fps if wanted else min(cfg.max_fps, IDLE_FPS)
+            if wanted and next_due > now + 1.0 / rate:
+                next_due = now  # a viewer came while idling: no idle period to wait out
             if now < next_due or self._held.is_set():
                 with self._lock:
                     self.skipped += 1
@@ -254,7 +246,7 @@ class StreamPipeline:
         if preview is None or not preview.due():
             return  # nobody watches: the mask kept the stream warm, nothing to compose
         snap = self._settings()
-        image = scale_to_fit(frame.image, snap.preview.width, snap.preview.height)
+        image = fit_within(frame.image, snap.preview.width, snap.preview.height)
         composed = self.compositor.compose(image, mask, snap.portrait)
         if preview.offer(composed, frame.ts):
             self.composed += 1

@@ -27,6 +27,7 @@ from edgeportrait.messages import (
     InferenceHealth,
     MqttHealth,
     PipelineHealth,
+    PreviewHealth,
     SystemHealth,
     utc_now,
 )
@@ -49,6 +50,7 @@ class HealthReporter:
         models: _Stats,
         captures: _Stats,
         mqtt: Callable[[], MqttHealth] | None = None,
+        preview: Callable[[], PreviewHealth] | None = None,
     ) -> None:
         self._settings = settings
         self.instance = instance
@@ -58,6 +60,7 @@ class HealthReporter:
         self._models = models
         self._captures = captures
         self.mqtt = mqtt  # set by the daemon once the MQTT outlet exists (it reports health too)
+        self.preview = preview
         self._system = SystemStats()
         self._started = time.monotonic()
 
@@ -80,6 +83,7 @@ class HealthReporter:
             pipeline=pipe,
             captures=CapturesHealth(**self._captures.stats()),
             mqtt=self.mqtt() if self.mqtt is not None else MQTT_OFF,
+            preview=self.preview() if self.preview is not None else None,
             system=SystemHealth(**self._system.snapshot()),
         )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PKG = Path(__file__).resolve().parents[1] / "edgeportrait"
 
 
@@ -25,14 +27,17 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
-def test_only_the_composition_root_and_the_cli_import_the_mqtt_package() -> None:
+@pytest.mark.parametrize("package", ["publish", "web"])
+def test_only_the_composition_root_and_the_cli_import_the_transports(package: str) -> None:
+    """The MQTT package and the kiosk server are wired in by daemon.py; no other part knows them."""
     allowed = {PKG / "daemon.py", PKG / "cli.py"}
+    name = f"edgeportrait.{package}"
     offenders = sorted(
         str(p.relative_to(PKG.parent))
         for p in PKG.rglob("*.py")
         if p not in allowed
-        and PKG / "publish" not in p.parents
-        and any(m == "edgeportrait.publish" or m.startswith("edgeportrait.publish.") for m in _imports(p))
+        and PKG / package not in p.parents
+        and any(m == name or m.startswith(name + ".") for m in _imports(p))
     )
     assert offenders == []
 

@@ -291,7 +291,10 @@ def test_a_read_that_hangs_is_detected_as_stalled_and_replaced(world: World, run
 
 
 def test_a_camera_that_vanishes_goes_offline_and_comes_back_by_itself(world: World, running: list[Camera]) -> None:
-    cam = start(running, camera(world))
+    cam = camera(world)
+    changes: list[str] = []
+    cam.add_state_listener(changes.append)  # (the kiosk page is told this way)
+    start(running, cam)
     before = cam.wait_frame(None, HANG)
     world.mode = "gone"  # unplugged: reads fail, then opens fail
     eventually(lambda: cam.state == "offline", "offline state")
@@ -301,6 +304,9 @@ def test_a_camera_that_vanishes_goes_offline_and_comes_back_by_itself(world: Wor
     after = cam.wait_frame(stale, HANG)
     assert stale is not None and after.index > stale.index >= before.index and cam.state == "ok"
     assert cam.stats()["reconnects"] >= 1
+    # each change once, in order (no repeats of a state it was already in)
+    assert changes[0] == "ok" and changes[-1] == "ok" and "offline" in changes
+    assert all(a != b for a, b in zip(changes, changes[1:], strict=False))
 
 
 def test_an_open_that_hangs_counts_as_offline(world: World, running: list[Camera]) -> None:

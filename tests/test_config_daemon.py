@@ -124,6 +124,7 @@ def test_demo_runs_without_broker_and_captures_to_out(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "tests" / "data", tmp_path / "tests" / "data")
     cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     cfg["mqtt"]["port"] = free_port()  # nothing listens there
+    cfg["http"]["port"] = free_port()
     cfg["capture"]["interval_s"] = 1
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.Popen(

@@ -105,6 +105,7 @@ def test_run_does_not_import_the_build_tools(tmp_path: Path) -> None:
     cfg["capture"]["output_dir"] = str(tmp_path / "out")
     cfg["capture"]["interval_s"] = 1
     cfg["mqtt"]["port"] = free_port()  # nothing listens there: the daemon carries on without a broker
+    cfg["http"]["port"] = free_port()
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     code, imported = _probe("run", "-c", str(tmp_path / "run.yaml"), script=PROBE_RUN, extra=(str(tmp_path / "out"),))
     assert code == 0

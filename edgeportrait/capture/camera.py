@@ -129,6 +129,7 @@ class Camera:
         self._reconnects = 0
         self._ever_opened = False
         self._state: State = "offline"
+        self._state_listeners: list[Callable[[State], None]] = []
         self._last_error: str | None = "not started"
         self._last_frame_ts: float | None = None
         self._recent: deque[float] = deque(maxlen=512)
@@ -180,7 +181,7 @@ class Camera:
         with self._lock:
             reader, self._reader = self._reader, None
             self._running = False
-            self._state = "offline"
+            self._set_state("offline")
             self._last_error = "stopped"
             for req in self._stills:
                 req.set_exception(CameraError("camera stopped"))
@@ -272,6 +273,26 @@ class Camera:
         # never cancelled: the reader may hold it already and will still complete it, unheard
         raise CameraError(self._why_no_frame(timeout, "no still"))
 
+    def add_state_listener(self, listener: Callable[[State], None]) -> None:
+        """Call ``listener(state)`` whenever the state changes (ok, stalled, offline).
+
+        Called with the camera's lock held, from whichever thread changed the state:
+        it must only record or signal (set an Event), never block or call back.
+        """
+        with self._lock:
+            self._state_listeners.append(listener)
+
+    def _set_state(self, state: State) -> None:
+        """(with ``_lock`` held)"""
+        if state == self._state:
+            return
+        self._state = state
+        for fn in self._state_listeners:
+            try:
+                fn(state)
+            except Exception:
+                logger.exception("camera state listener failed")
+
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(frame)`` for every stream frame, from the reader thread.
 
@@ -348,7 +369,7 @@ class Camera:
                         self._last_error = reader.error
                         # nothing left to do: waiters get their error now, not at their timeout
                         self._running = False
-                        self._state = "offline"
+                        self._set_state("offline")
                         self._new_frame.notify_all()
                     self._stop.set()
                     return
@@ -363,7 +384,7 @@ class Camera:
         # being replaced still shows "stalled" once the gap exceeds the timeout
         with self._lock:
             if self._state == "ok" and (self._last_frame_ts is None or now - self._last_frame_ts > self._stall_after):
-                self._state = "stalled"
+                self._set_state("stalled")
                 self._last_error = self._last_error_or(f"no frame for {self.stall_timeout_s:g}s")
                 logger.warning("camera %s: stalled (%s)", self.source_name, self._last_error)
         self._abandoned = [r for r in self._abandoned if r.thread is not None and r.thread.is_alive()]
@@ -426,7 +447,7 @@ class Camera:
         self._abandoned.append(reader)
         with self._lock:
             self._reader = None
-            self._state = state
+            self._set_state(state)
             self._last_error = f"{name}: {why}"
         logger.warning("camera %s: %s; closing and reopening", name, why)
         self._failed(now)
@@ -471,7 +492,7 @@ class Camera:
                 return  # abandoned: its replacement owns the state now
             self._last_error = error
             if state is not None and self._state != state:
-                self._state = state
+                self._set_state(state)
             # a read error with the state still "ok": the supervisor reopens at once and marks
             # the camera stalled only if no frame comes back within the stall timeout
         logger.log(self._fault_level(error, logging.WARNING), "camera: %s", error)
@@ -506,7 +527,7 @@ class Camera:
             self._recent.append(frame.ts)
             if self._state != "ok":
                 logger.info("camera %s: ok (frames flowing)", reader.source.name if reader.source else "?")
-            self._state = "ok"
+            self._set_state("ok")
             self._last_error = None
             self._failures = 0
             self._faults.reset()

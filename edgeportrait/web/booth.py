@@ -9,8 +9,9 @@
 - the :class:`~edgeportrait.web.backend.KioskBackend` the server asks for the
   health report, the newest portrait, a capture, and the page's state in
   plain words (also sent as a ``status`` event whenever it changes: the health
-  loop hands each report to :meth:`Booth.health_report`, and
-  :meth:`Booth.refresh` is called when the camera or the model changes).
+  loop hands each report to :meth:`Booth.health_report`, and :meth:`Booth.poke`
+  is called when the camera's state, the daemon's state or the settings change;
+  the ``kiosk-status`` thread then looks).
 """
 
 from __future__ import annotations
@@ -78,6 +79,33 @@ class Booth:
         self._lock = threading.Lock()
         self._latest: Path | None = None
         self._state: dict[str, Any] | None = None
+        self._dirty = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="kiosk-status", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.poke()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._dirty.set()
+        self._thread.join(2.0)
+
+    def poke(self, *_: object) -> None:
+        """Something the page shows may have changed; never blocks (camera lock held, settings lock held)."""
+        self._dirty.set()
+
+    def _run(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            if self._stopping:
+                return
+            try:
+                self._status(self.kiosk_state())
+            except Exception:
+                logger.exception("kiosk status failed")
 
     # -- KioskBackend -------------------------------------------------------------------
 
@@ -107,13 +135,6 @@ class Booth:
     def health_report(self, report: HealthMessage) -> None:
         """A health sink: a ``status`` event when what the page shows changed."""
         self._status(kiosk_words(report, self._settings()))
-
-    def refresh(self, *_: object) -> None:
-        """Something the page shows may have changed (a settings change, the camera): look now."""
-        try:
-            self._status(self.kiosk_state())
-        except Exception:
-            logger.exception("kiosk status failed")
 
     def _status(self, state: dict[str, Any]) -> None:
         with self._lock:
