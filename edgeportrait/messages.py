@@ -91,6 +91,7 @@ class PipelineHealth(_Message):
     latency_ms_p95: float | None
     frames: int
     composed: int  # frames composed for the live preview (none while nobody watches)
+    compose_ms_p50: float | None  # scaling to the preview size + composing, per preview frame
     dropped: int
     skipped: int
     errors: int

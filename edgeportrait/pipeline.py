@@ -113,6 +113,7 @@ class StreamPipeline:
         self.errors = 0
         self.fps = RateMeter()
         self.latency_ms = Window()
+        self.compose_ms = Window()  # scale to the preview size + compose, per preview frame
 
     # -- life cycle -----------------------------------------------------------
 
@@ -247,7 +248,9 @@ class StreamPipeline:
             return  # nobody watches: the mask kept the stream warm, nothing to compose
         snap = self._settings()
         image = fit_within(frame.image, snap.preview.width, snap.preview.height)
+        t0 = time.perf_counter()
         composed = self.compositor.compose(image, mask, snap.portrait)
+        self.compose_ms.add((time.perf_counter() - t0) * 1000.0)
         if preview.offer(composed, frame.ts):
             self.composed += 1
 
@@ -258,6 +261,7 @@ class StreamPipeline:
             "latency_ms_p95": self.latency_ms.percentile(95),
             "frames": self.frames,
             "composed": self.composed,
+            "compose_ms_p50": self.compose_ms.percentile(50),
             "dropped": self.dropped,
             "skipped": self.skipped,
             "errors": self.errors,
