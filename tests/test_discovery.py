@@ -459,7 +459,10 @@ HA_VENVS = {
 def _ha(version: str, messages: list[tuple[str, str]]) -> list[dict[str, Any]]:
     python = HA_VENVS[version] / "bin" / "python"
     if not python.exists():
-        pytest.skip(f"no Home Assistant {version} venv at {python.parent.parent} (recipe in this module's docstring)")
+        pytest.skip(
+            f"no Home Assistant {version} venv at {python.parent.parent} "
+            "(scripts/ha-venv.sh makes the 2024.3.3 one; recipes in this module's docstring)"
+        )
     request = json.dumps({"prefix": PREFIX, "messages": messages})
     done = subprocess.run(
         [str(python), str(Path(__file__).with_name("ha_discovery_check.py"))],
