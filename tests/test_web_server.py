@@ -596,6 +596,27 @@ def test_preview_encoder_paces_to_max_fps_and_only_when_wanted() -> None:
     assert enc.encoded == 2
 
 
+def test_preview_encoder_takes_every_frame_of_a_jittery_camera_at_max_fps_and_no_more() -> None:
+    """Frames at max_fps, each a few ms early or late, are all taken; frames at twice the rate are halved."""
+    frames = FrameBroadcaster(1)
+    clock = [100.0]
+    cfg = PreviewConfig(width=320, height=180, max_fps=50)
+    enc = PreviewEncoder(frames, lambda: cfg, clock=lambda: clock[0])
+    frames.register()
+    img = np.zeros((64, 64, 3), np.uint8)
+    jitter = [0.0, -0.003, 0.002, -0.002, 0.003, -0.001] * 10
+    taken = 0
+    for i, j in enumerate(jitter):  # a 50 fps camera: every 20 ms, ±3 ms
+        clock[0] = 100.0 + i * 0.02 + j
+        taken += enc.offer(img, clock[0])
+    assert taken == len(jitter)
+    start, taken = clock[0] + 1.0, 0
+    for i in range(100):  # 100 fps for one second: at most max_fps of them
+        clock[0] = start + i * 0.01
+        taken += enc.offer(img, clock[0])
+    assert 48 <= taken <= 51
+
+
 def test_listens_on_ipv6_loopback(kiosk: Factory) -> None:
     """http.host ::1 binds an IPv6 socket; its url has the brackets."""
     if not socket.has_ipv6:

@@ -40,17 +40,21 @@ class PreviewEncoder:
         """True when a preview frame should be made now: someone wants one and max_fps allows it."""
         if not self.frames.wanted():
             return False
+        period = 1.0 / self._settings().max_fps
         with self._lock:
-            return self._clock() >= self._next_due
+            # a little early (camera jitter) counts as on time, see offer
+            return self._clock() >= self._next_due - period / 4
 
     def offer(self, image: np.ndarray, captured_ts: float) -> bool:
         """Scale, encode and publish ``image`` (BGR) if :meth:`due`; True when it was published."""
         cfg = self._settings()
         now = self._clock()
+        period = 1.0 / cfg.max_fps
         with self._lock:
-            if now < self._next_due or not self.frames.wanted():
+            # a quarter period early counts as on time: frames come at the camera's rate with
+            # some jitter, and with the camera at max_fps a strict check dropped a third of them
+            if now < self._next_due - period / 4 or not self.frames.wanted():
                 return False
-            period = 1.0 / cfg.max_fps
             # from the due time, not from now, so the rate holds on average; after a
             # pause, at least half a period to the next one (no burst of two)
             self._next_due = max(self._next_due + period, now + period / 2)
