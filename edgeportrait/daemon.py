@@ -32,67 +32,17 @@ from edgeportrait.captures import CaptureService, Outlets
 from edgeportrait.commands import Dispatcher
 from edgeportrait.compose import Compositor
 from edgeportrait.config import AppConfig, load_config
+from edgeportrait.control import Control
 from edgeportrait.errors import FatalError
 from edgeportrait.logsafe import shown
-from edgeportrait.messages import HealthMessage, PreviewHealth
+from edgeportrait.messages import HealthMessage
 from edgeportrait.pipeline import StreamPipeline
-from edgeportrait.results import CaptureStore, SeqCounter, default_state_dir
+from edgeportrait.results import default_state_dir, recover_numbering
 from edgeportrait.segment.swap import ModelSlot
 from edgeportrait.settings import RuntimeSettings
 from edgeportrait.status import HealthLoop, HealthReporter, log_health
 
 logger = logging.getLogger(__name__)
-
-
-def recover_state(cfg: AppConfig, state_dir: Path, spool_highest: int | None) -> tuple[SeqCounter, CaptureStore]:
-    """The seq counter and the capture store as a crash may have left them, made consistent.
-
-    ``spool_highest``: the highest seq in the MQTT spool (None without MQTT).
-    """
-    seq = SeqCounter(state_dir)
-    store = CaptureStore(cfg.capture.output_dir, cfg.capture.max_files, cfg.capture.max_bytes)
-    store.prepare()
-    if spool_highest is not None:
-        # a result spooled just before a crash keeps its number
-        seq.bump_to(spool_highest)
-    if seq.trusted and spool_highest is not None:
-        # a portrait above every recorded number never got a result out: a capture
-        # cut short (results leave only once their number is on disk)
-        store.remove_unfinished(seq.last)
-    else:
-        # no counter on disk (first start, or lost), or no MQTT (the file is the
-        # delivery, and nothing else records its number): never reuse a file's number
-        seq.bump_to(store.highest_seq())
-    if seq.last > seq.durable:
-        try:  # what the spool or the files said, recorded for the next start
-            seq.commit(seq.last)
-        except OSError as e:
-            # not fatal: results above the recorded number wait in the spool until it is
-            logger.error("cannot record seq %d in %s: %s", seq.last, state_dir, e.strerror or e)
-    return seq, store
-
-
-class _Kiosk:
-    """The kiosk's shared parts: preview frames (one producer, many viewers) and page events."""
-
-    def __init__(self, settings: Callable[[], AppConfig]) -> None:
-        from edgeportrait.web.events import EventHub
-        from edgeportrait.web.frames import FrameBroadcaster
-        from edgeportrait.web.preview import PreviewEncoder
-
-        self.frames = FrameBroadcaster(settings().http.max_viewers)
-        self.events = EventHub()
-        # preview.* are runtime settings: the encoder reads them once per frame
-        self.preview = PreviewEncoder(self.frames, lambda: settings().preview)
-
-    def stats(self) -> PreviewHealth:
-        s = self.frames.stats()
-        encode = self.preview.encode_ms.percentile(50)
-        return PreviewHealth(
-            viewers=s["viewers"], max_viewers=s["max_viewers"], fps=s["fps"], published=s["published"],
-            sent=s["sent"], refused=s["refused"], dropped=s["dropped"], latency_ms_p50=s["latency_ms_p50"],
-            latency_ms_p95=s["latency_ms_p95"], encode_ms_p50=encode,
-        )
 
 
 class Daemon:
@@ -141,7 +91,7 @@ class Daemon:
                 from edgeportrait.publish.spool import Spool
 
                 spool = Spool(state_dir / "spool", cfg.mqtt.spool_max_files, cfg.mqtt.spool_max_bytes)
-            seq, store = recover_state(cfg, state_dir, spool.highest_seq() if spool is not None else None)
+            seq, store = recover_numbering(cfg.capture, state_dir, spool.highest_seq() if spool is not None else None)
         except OSError as e:
             raise FatalError(f"cannot prepare {e.filename or state_dir}: {e.strerror or e}") from None
         logger.info("state in %s, portraits to %s", state_dir, cfg.capture.output_dir)
@@ -158,7 +108,11 @@ class Daemon:
         # an outage the camera supervisor is already handling (offline, reopening)
         # is shown in health rather than answered by a systemd restart loop
         self.watchdog = sdnotify.Watchdog(excuse=lambda: camera.state != "ok" and camera.supervisor_alive())
-        kiosk = _Kiosk(settings) if cfg.http.enabled else None
+        kiosk = None
+        if cfg.http.enabled:
+            from edgeportrait.web.preview import LivePreview
+
+            kiosk = LivePreview(settings)
         pipeline = StreamPipeline(
             camera, models.use, Compositor(cfg.portrait), settings, self.watchdog.frame_flowed,
             preview=kiosk.preview if kiosk is not None else None,
@@ -189,8 +143,6 @@ class Daemon:
             server = KioskServer(cfg.http, kiosk.frames, kiosk.events, booth)
             server.start()  # FatalError when the port is taken or the token file unreadable
             parts.callback(_step, "kiosk server", server.stop)
-
-        from edgeportrait.control import Control
 
         Control(self.settings, captures, health.now).register(dispatcher)
 

@@ -2,6 +2,7 @@
 
 - ``SeqCounter``: ``seq`` increases by one per result, across restarts (kept
   in the state directory, written atomically before the number is used).
+- ``recover_numbering``: the two above made consistent at start, after a crash.
 - ``CaptureStore``: portraits under ``capture.output_dir``, whole or not at all,
   the oldest deleted beyond ``max_files``/``max_bytes``.
 
@@ -17,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from edgeportrait.config import CaptureConfig
 from edgeportrait.imageio import atomic_write
 from edgeportrait.logsafe import shown
 
@@ -208,3 +210,35 @@ class CaptureStore:
                 self.pruned += removed
                 logger.info("%s: deleted %d oldest portrait(s) to stay within bounds", self.dir, removed)
             return removed
+
+
+def recover_numbering(
+    cfg: CaptureConfig, state_dir: Path, spool_highest: int | None
+) -> tuple[SeqCounter, CaptureStore]:
+    """The seq counter and the capture store as a crash may have left them, made consistent.
+
+    ``spool_highest``: the highest seq among results still waiting to be delivered
+    (the MQTT spool; None without MQTT). Raises ``OSError`` when the output
+    directory cannot be made.
+    """
+    seq = SeqCounter(state_dir)
+    store = CaptureStore(cfg.output_dir, cfg.max_files, cfg.max_bytes)
+    store.prepare()
+    if spool_highest is not None:
+        # a result spooled just before a crash keeps its number
+        seq.bump_to(spool_highest)
+    if seq.trusted and spool_highest is not None:
+        # a portrait above every recorded number never got a result out: a capture
+        # cut short (results leave only once their number is on disk)
+        store.remove_unfinished(seq.last)
+    else:
+        # no counter on disk (first start, or lost), or no MQTT (the file is the
+        # delivery, and nothing else records its number): never reuse a file's number
+        seq.bump_to(store.highest_seq())
+    if seq.last > seq.durable:
+        try:  # what the spool or the files said, recorded for the next start
+            seq.commit(seq.last)
+        except OSError as e:
+            # not fatal: results above the recorded number wait in the spool until it is
+            logger.error("cannot record seq %d in %s: %s", seq.last, state_dir, e.strerror or e)
+    return seq, store

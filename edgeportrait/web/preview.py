@@ -15,9 +15,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgeportrait.config import PreviewConfig
+from edgeportrait.config import AppConfig, PreviewConfig
 from edgeportrait.health import Window
 from edgeportrait.imageio import encode_jpeg, fit_within
+from edgeportrait.messages import PreviewHealth
+from edgeportrait.web.events import EventHub
 from edgeportrait.web.frames import FrameBroadcaster
 
 
@@ -64,3 +66,29 @@ class PreviewEncoder:
         self.encoded += 1
         self.frames.publish(jpeg, captured_ts)
         return True
+
+
+class LivePreview:
+    """The kiosk's shared parts for the daemon: preview frames (one producer, many viewers), page events."""
+
+    def __init__(self, settings: Callable[[], AppConfig]) -> None:
+        self.frames = FrameBroadcaster(settings().http.max_viewers)
+        self.events = EventHub()
+        # preview.* are runtime settings: the encoder reads them once per frame
+        self.preview = PreviewEncoder(self.frames, lambda: settings().preview)
+
+    def stats(self) -> PreviewHealth:
+        """The ``preview`` section of health."""
+        s = self.frames.stats()
+        return PreviewHealth(
+            viewers=s["viewers"],
+            max_viewers=s["max_viewers"],
+            fps=s["fps"],
+            published=s["published"],
+            sent=s["sent"],
+            refused=s["refused"],
+            dropped=s["dropped"],
+            latency_ms_p50=s["latency_ms_p50"],
+            latency_ms_p95=s["latency_ms_p95"],
+            encode_ms_p50=self.preview.encode_ms.percentile(50),
+        )
