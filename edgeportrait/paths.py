@@ -34,3 +34,22 @@ def cache_dir() -> Path:
     """$CACHE_DIRECTORY (systemd CacheDirectory=) or ~/.cache/edgeportrait."""
     found = systemd_dir("CACHE_DIRECTORY")
     return found if found is not None else Path.home() / ".cache" / APP
+
+
+def read_secret(key: str, file: Path) -> bytes:
+    """The first 4 KiB of a secret's file; a bare name is looked up in $CREDENTIALS_DIRECTORY.
+
+    systemd's ``LoadCredential=`` puts a secret there, so a config that names the
+    file by its bare name and the unit stay in step. ``key`` (``mqtt.password_file``)
+    names the setting in the ``FatalError`` when the file cannot be read.
+    """
+    from edgeportrait.errors import FatalError
+
+    path = Path(file)
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and not path.is_absolute() and len(path.parts) == 1:
+        path = Path(creds) / path
+    try:
+        return path.read_bytes()[:4096]
+    except OSError as e:
+        raise FatalError(f"{key}: cannot read {path}: {e.strerror or e}") from None

@@ -12,7 +12,6 @@ picture) — only then, so an ordinary run leaves the work tree clean.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import free_port
-from web_helpers import FakeBackend
+from web_helpers import CHROMEDRIVER, CHROMIUM, NO_BROWSER, FakeBackend, chromium, shown
 
 from edgeportrait.compose import compose
 from edgeportrait.config import HttpConfig
@@ -31,19 +30,10 @@ from edgeportrait.web import CaptureRefused, EventHub, FrameBroadcaster, KioskSe
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "heldout"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or next(
-    (p for p in ("/usr/bin/chromedriver",) if os.access(p, os.X_OK)), None
-)
-
 if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip(
-        "Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them)",
-        allow_module_level=True,
-    )
+    pytest.skip(NO_BROWSER, allow_module_level=True)
 
 # selenium is in the dev extra: with a browser there, a missing driver library is an error, not a skip
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -139,25 +129,11 @@ def booth(tmp_path: Path) -> Iterator[Booth]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,720", "--hide-scrollbars", "--no-first-run", "--mute-audio"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(15)
-    # the page's viewport, not the window: a 720p booth screen
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False}
-    )
+    driver = chromium()
     try:
         yield driver
     finally:
         driver.quit()
-
-
-def _shown(driver: Any, element_id: str) -> bool:
-    return bool(driver.execute_script(f"var e = document.getElementById('{element_id}'); return !e.hidden;"))
 
 
 def test_kiosk_page_live_view_capture_countdown_review(booth: Booth, browser: Any, tmp_path: Path) -> None:
@@ -176,17 +152,17 @@ def test_kiosk_page_live_view_capture_countdown_review(booth: Booth, browser: An
     # status in plain words, and gone again when all is well
     state = backend.kiosk_state()
     backend.events.publish("status", {**state, "camera": "offline", "message": "The camera is offline — reconnecting…"})  # type: ignore[union-attr]
-    wait.until(lambda d: _shown(d, "status") and "camera is offline" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: shown(d, "status") and "camera is offline" in d.find_element(By.ID, "status").text)
     backend.events.publish("status", {**state, "camera": "stalled", "message": ""})  # type: ignore[union-attr]
     wait.until(lambda d: "stopped sending pictures" in d.find_element(By.ID, "status").text)  # the page's own words
     backend.events.publish("status", {**state, "fallback": "The NPU failed; running on the CPU"})  # type: ignore[union-attr]
     wait.until(lambda d: "running on the CPU" in d.find_element(By.ID, "status").text)
     backend.events.publish("status", state)  # type: ignore[union-attr]
-    wait.until(lambda d: not _shown(d, "status"))
+    wait.until(lambda d: not shown(d, "status"))
 
     # the button: a countdown over the live view, then the new portrait, then live again
     browser.find_element(By.ID, "capture").click()
-    wait.until(lambda d: _shown(d, "countdown"))
+    wait.until(lambda d: shown(d, "countdown"))
     assert browser.find_element(By.ID, "countdown-number").text in ("1", "2")
     assert backend.calls == [None]  # the configured countdown
     browser.save_screenshot(str(tmp_path / "countdown.png"))
@@ -195,18 +171,18 @@ def test_kiosk_page_live_view_capture_countdown_review(booth: Booth, browser: An
         both = [cv2.imread(str(tmp_path / name)) for name in ("live.png", "countdown.png")]
         side = cv2.hconcat([cv2.resize(b, (800, 450), interpolation=cv2.INTER_AREA) for b in both])
         cv2.imwrite(str(ROOT / "docs" / "kiosk.png"), side, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    wait.until(lambda d: _shown(d, "review") and not _shown(d, "countdown"))
+    wait.until(lambda d: shown(d, "review") and not shown(d, "countdown"))
     width = browser.execute_script("return document.getElementById('review-image').naturalWidth")
     assert width == cv2.imread(str(backend.portrait)).shape[1]  # the portrait, full size
     assert "seq=1" in browser.find_element(By.ID, "review-image").get_attribute("src")
     browser.save_screenshot(str(tmp_path / "review.png"))
-    wait.until(lambda d: not _shown(d, "review"))  # after review_s
+    wait.until(lambda d: not shown(d, "review"))  # after review_s
     assert browser.find_element(By.ID, "capture").is_enabled()
 
     # a refused capture is said briefly on the page
     backend.refuse = CaptureRefused("busy", "4 captures already waiting; try again later")
     browser.find_element(By.ID, "capture").click()
-    wait.until(lambda d: _shown(d, "message") and "try again later" in d.find_element(By.ID, "message").text)
+    wait.until(lambda d: shown(d, "message") and "try again later" in d.find_element(By.ID, "message").text)
     assert (tmp_path / "countdown.png").stat().st_size > 10_000
 
     # a capture of the page's own that fails later (error event with its id): said, countdown ended
@@ -215,14 +191,14 @@ def test_kiosk_page_live_view_capture_countdown_review(booth: Booth, browser: An
     browser.execute_script("document.getElementById('message').hidden = true;")
     backend.fails = True  # this portrait never comes
     browser.find_element(By.ID, "capture").click()
-    wait.until(lambda d: _shown(d, "countdown"))
+    wait.until(lambda d: shown(d, "countdown"))
     cid = f"cap-{len(backend.calls)}"
     backend.events.publish("error", {"id": cid, "error": "capture_failed", "detail": "no frame from the camera"})  # type: ignore[union-attr]
-    wait.until(lambda d: not _shown(d, "countdown") and "no frame" in d.find_element(By.ID, "message").text)
+    wait.until(lambda d: not shown(d, "countdown") and "no frame" in d.find_element(By.ID, "message").text)
 
     # the daemon restarts: the page says it is reconnecting, then plays the live view again by itself
     booth.restart(down=lambda: wait.until(lambda d: "Reconnecting" in d.find_element(By.ID, "status").text))
-    wait.until(lambda d: not _shown(d, "status"))
+    wait.until(lambda d: not shown(d, "status"))
     wait.until(lambda d: booth.frames.viewers == 1)
     again = live.screenshot_as_png
     wait.until(lambda d: live.screenshot_as_png != again)

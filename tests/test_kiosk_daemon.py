@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,14 +28,13 @@ import numpy as np
 import pytest
 import yaml
 from conftest import free_port
+from web_helpers import CHROMEDRIVER, CHROMIUM, NO_BROWSER, chromium, shown
 
 from edgeportrait.messages import HealthMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 HELDOUT = ROOT / "tests" / "data" / "heldout" / "images"
 PHOTOS = ["portrait_near_002.jpg", "group_001.jpg", "full_body_000.jpg"]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 COUNTDOWN_S = 2
 REVIEW_S = 3
 
@@ -155,26 +153,16 @@ def test_healthz_is_the_health_report(kiosk: Kiosk) -> None:
     assert report["device_id"] == "kiosk-test" and report["mqtt"]["connected"] is False
 
 
-@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                    reason="Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them)")
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason=NO_BROWSER)
 def test_kiosk_page_in_chromium_live_capture_countdown_portrait(kiosk: Kiosk, tmp_path: Path) -> None:
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,720", "--hide-scrollbars", "--no-first-run", "--mute-audio"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=opts)
+    driver = chromium()
     shots = Path(os.environ.get("EDGEPORTRAIT_KIOSK_SHOTS", tmp_path))
     try:
         wait = WebDriverWait(driver, 30, poll_frequency=0.05)
         driver.get(kiosk.url)
-
-        def shown(element_id: str) -> bool:
-            return bool(driver.execute_script(f"return !document.getElementById('{element_id}').hidden;"))
 
         live = driver.find_element(By.ID, "live")
         wait.until(lambda d: d.execute_script("return document.getElementById('live').naturalWidth") == 320)
@@ -184,17 +172,17 @@ def test_kiosk_page_in_chromium_live_capture_countdown_portrait(kiosk: Kiosk, tm
         before = set(kiosk.out.glob("*.jpg")) if kiosk.out.exists() else set()
 
         driver.find_element(By.ID, "capture").click()
-        wait.until(lambda d: shown("countdown"))
+        wait.until(lambda d: shown(driver, "countdown"))
         assert driver.find_element(By.ID, "countdown-number").text in {str(i) for i in range(1, COUNTDOWN_S + 1)}
         driver.save_screenshot(str(shots / "kiosk-countdown.png"))
 
-        wait.until(lambda d: shown("review") and not shown("countdown"))
+        wait.until(lambda d: shown(driver, "review") and not shown(driver, "countdown"))
         new = set(kiosk.out.glob("*.jpg")) - before
         assert len(new) == 1  # the daemon wrote the portrait the page shows
         width = driver.execute_script("return document.getElementById('review-image').naturalWidth")
         assert width == cv2.imread(str(new.pop())).shape[1] == 640  # full size, not the preview
         driver.save_screenshot(str(shots / "kiosk-review.png"))
-        wait.until(lambda d: not shown("review"))  # back to live after review_s
+        wait.until(lambda d: not shown(driver, "review"))  # back to live after review_s
     finally:
         driver.quit()
     assert (shots / "kiosk-review.png").stat().st_size > 10_000

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -173,3 +175,37 @@ class MjpegReader:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# -- a real browser: Debian's chromium through its chromedriver -----------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or next(
+    (p for p in ("/usr/bin/chromedriver",) if os.access(p, os.X_OK)), None
+)
+NO_BROWSER = "Debian's chromium and chromium-driver are not installed (scripts/test.sh installs them)"
+
+
+def chromium() -> Any:
+    """Headless Chromium with a 1280×720 viewport (a booth screen); the caller quits it."""
+    # selenium is in the dev extra: with a browser there, a missing driver library is an error
+    from selenium import webdriver
+
+    assert CHROMIUM is not None and CHROMEDRIVER is not None, NO_BROWSER
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,720", "--hide-scrollbars", "--no-first-run", "--mute-audio"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(15)
+    # the page's viewport, not the window: a 720p booth screen
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False}
+    )
+    return driver
+
+
+def shown(driver: Any, element_id: str) -> bool:
+    """The page's element is not hidden."""
+    return bool(driver.execute_script(f"var e = document.getElementById('{element_id}'); return !e.hidden;"))

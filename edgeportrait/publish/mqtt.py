@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import socket
 import ssl
 import sys
@@ -33,6 +32,7 @@ from edgeportrait.commands import Command, CommandKind, peek_payload_id
 from edgeportrait.config.mqtt import MqttConfig
 from edgeportrait.errors import FatalError
 from edgeportrait.logsafe import Throttle, shown
+from edgeportrait.paths import read_secret
 
 logger = logging.getLogger(__name__)
 
@@ -59,20 +59,11 @@ def read_password(cfg: MqttConfig) -> str | None:
     """The broker password from ``mqtt.password_file`` (a bare name: $CREDENTIALS_DIRECTORY)."""
     if cfg.password_file is None:
         return None
-    path = Path(cfg.password_file)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    # systemd's LoadCredential= puts the secret in $CREDENTIALS_DIRECTORY; a bare
-    # name in the config refers to it, so the unit and the YAML stay in step.
-    if creds and not path.is_absolute() and len(path.parts) == 1:
-        path = Path(creds) / path
-    try:
-        raw = path.read_bytes()[:4096]
-    except OSError as e:
-        raise FatalError(f"mqtt.password_file: cannot read {path}: {e.strerror or e}") from None
+    raw = read_secret("mqtt.password_file", cfg.password_file)
     try:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
-        raise FatalError(f"mqtt.password_file: {path} is not UTF-8 text") from None
+        raise FatalError(f"mqtt.password_file: {cfg.password_file} is not UTF-8 text") from None
 
 
 def _describe_connect_error(exc: BaseException) -> str:

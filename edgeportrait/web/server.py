@@ -62,11 +62,11 @@ import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from pathlib import Path
 from typing import Any, cast
 
 from edgeportrait.config.http import TOKEN_PATTERN, TOKEN_RULE, HttpConfig, is_loopback
 from edgeportrait.errors import FatalError
+from edgeportrait.paths import read_secret
 from edgeportrait.web.backend import CaptureRefused, KioskBackend
 from edgeportrait.web.events import KEEPALIVE, KEEPALIVE_S, RETRY_MS, EventHub, SubscribersFull, sse
 from edgeportrait.web.frames import BOUNDARY, FrameBroadcaster, ViewersFull
@@ -115,17 +115,10 @@ def read_token(cfg: HttpConfig) -> str | None:
         return cfg.token.get_secret_value()
     if cfg.token_file is None:
         return None
-    path = Path(cfg.token_file)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and not path.is_absolute() and len(path.parts) == 1:
-        path = Path(creds) / path
-    try:
-        raw = path.read_bytes()[:4096]
-    except OSError as e:
-        raise FatalError(f"http.token_file: cannot read {path}: {e.strerror or e}") from None
+    raw = read_secret("http.token_file", cfg.token_file)
     token = raw.decode("utf-8", "replace").strip()
     if not TOKEN_PATTERN.match(token):
-        raise FatalError(f"http.token_file: {path}: the token must be {TOKEN_RULE}")
+        raise FatalError(f"http.token_file: {cfg.token_file}: the token must be {TOKEN_RULE}")
     return token
 
 
