@@ -155,12 +155,15 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {' '.join(isa)}"
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, subprocess.CompletedProcess[str]]:
-    """(spawn time as time.time(), wall seconds, CPU seconds of all its threads, the result) of one process."""
+def run(cmd: list[str], env: dict[str, str], cwd: str) -> tuple[float, float, float, subprocess.CompletedProcess[str]]:
+    """(spawn time as time.time(), wall seconds, CPU seconds of all its threads, the result) of one process.
+
+    ``cwd`` must hold no ``edgeportrait``: ``-m`` and ``-c`` put the working directory ahead of PYTHONPATH.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     spawned = time.time()
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -260,23 +263,28 @@ def main() -> None:
             cmd = [a.python, *pre, "process", str(photo), "-o", str(Path(tmp) / out), "--no-progress"]
             return cmd + (["-c", a.config] if a.config else [])
 
-        for tree in trees:  # the compiled-model cache holds the model now
-            run(command("warm", "-m", "edgeportrait"), envs[tree])
+        for tree in trees:
+            where = [a.python, "-c", "import edgeportrait; print(edgeportrait.__file__)"]
+            _, _, _, p = run(where, envs[tree], tmp)
+            if not Path(p.stdout.strip()).is_relative_to(tree):
+                sys.exit(f"{tree}: the interpreter imports edgeportrait from {p.stdout.strip()} instead")
+            # the compiled-model cache holds the model now
+            run(command("warm", "-m", "edgeportrait"), envs[tree], tmp)
         kinds = ["wall"] if a.runs_only else ["wall", "importtime", "timeline"]
         jobs = [(kind, tree) for kind in kinds for tree in trees]
         for r in range(a.repeats):
             for kind, tree in jobs[r % len(jobs) :] + jobs[: r % len(jobs)]:  # the order rotates too
                 f, env = figures[tree], envs[tree]
                 if kind == "wall":
-                    _, wall, cpu, _ = run(command(f"w{r}", "-m", "edgeportrait"), env)
+                    _, wall, cpu, _ = run(command(f"w{r}", "-m", "edgeportrait"), env, tmp)
                     f.walls.append(wall)
                     f.cpus.append(cpu)
                 elif kind == "importtime":
-                    _, _, _, p = run(command(f"i{r}", "-X", "importtime", "-m", "edgeportrait"), env)
+                    _, _, _, p = run(command(f"i{r}", "-X", "importtime", "-m", "edgeportrait"), env, tmp)
                     for pkg, s in import_shares(p.stderr).items():
                         f.shares[pkg].append(s)
                 else:
-                    spawned, wall, _, _ = run(command(f"t{r}", "-c", WRAPPER, str(log), "-m", "edgeportrait"), env)
+                    spawned, wall, _, _ = run(command(f"t{r}", "-c", WRAPPER, str(log), "-m", "edgeportrait"), env, tmp)
                     f.add_timeline(spawned, wall, json.loads(log.read_text()))
 
     print(f"`process` on one 1920x1080 JPEG, {a.repeats} alternating runs of each, medians; {machine()}")

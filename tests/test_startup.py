@@ -162,3 +162,38 @@ def test_the_converter_can_still_be_imported_after_the_runtime() -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.stdout.strip() == "ok", p.stderr
+
+
+def test_the_default_model_without_pydantic_is_modelconfigs_default() -> None:
+    """`process` without -c compiles DEFAULT_MODEL before the config is imported: the same values."""
+    from edgeportrait.config import ModelConfig
+    from edgeportrait.segment.adapter import DEFAULT_MODEL
+
+    defaults = ModelConfig().model_dump()
+    assert set(defaults) == set(DEFAULT_MODEL.__dataclass_fields__)
+    for key, value in defaults.items():
+        got = getattr(DEFAULT_MODEL, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value, key
+
+
+def test_the_segmenter_imports_no_config() -> None:
+    """The model load starts before pydantic is imported (see process.main): segmentation must not need it."""
+    code = "import sys, edgeportrait.segment; print(sorted(m for m in ('pydantic', 'yaml') if m in sys.modules))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.stdout.strip() == "[]", p.stdout + p.stderr[-2000:]
+
+
+def test_process_without_a_config_loads_the_default_model(tmp_path: Path) -> None:
+    """Without -c the model comes from DEFAULT_MODEL; the portrait is the one -c with the defaults gives."""
+    photo = tmp_path / "one.png"
+    cv2.imwrite(str(photo), cv2.resize(cv2.imread(str(ROOT / "tests" / "data" / "grace_hopper.jpg")), (192, 108)))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    outs = []
+    for name, extra in (("plain", ()), ("config", ("-c", str(empty)))):
+        out = tmp_path / name
+        code, imported = _probe("process", str(photo), "-o", str(out), "--no-progress", *extra)
+        assert code == 0
+        assert "pydantic" in imported  # the portrait settings are still a validated config
+        outs.append((out / "one.jpg").read_bytes())
+    assert outs[0] == outs[1]
