@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 # the offline model tooling: only `model build` may import it
 BUILD = "edgeportrait_build"
-HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "pydantic", "importlib.metadata", BUILD)
+HEAVY = ("openvino", "openvino.tools.ovc", "cv2", "numpy", "paho", "pydantic", "importlib.metadata", "yaml", BUILD)
 
 # runs the command line in a fresh interpreter and reports its exit code and which of HEAVY it imported
 PROBE = """
@@ -195,5 +195,6 @@ def test_process_without_a_config_loads_the_default_model(tmp_path: Path) -> Non
         code, imported = _probe("process", str(photo), "-o", str(out), "--no-progress", *extra)
         assert code == 0
         assert "pydantic" in imported  # the portrait settings are still a validated config
+        assert ("yaml" in imported) == bool(extra)  # a YAML parser only for a YAML file
         outs.append((out / "one.jpg").read_bytes())
     assert outs[0] == outs[1]
