@@ -17,11 +17,15 @@ only adds switching (and OpenVINO's thread synchronisation).
 
 Start-up is most of a short run: importing OpenVINO and loading the model
 (from the compiled-model cache) takes about as long as everything else before
-the first photo. So a thread of its own imports OpenVINO while the config is
-read and then loads the model, while the main thread imports OpenCV and the
-compositor and the workers decode the first photos; a worker waits for the
-model only when it has a decoded photo to segment. No module imported here at
-the top pulls in OpenCV, numpy or OpenVINO.
+the first photo. So a thread of its own imports OpenVINO and loads the model,
+while the main thread imports the config, OpenCV and the compositor and the
+workers decode the first photos; a worker waits for the model only when it has
+a decoded photo to segment. Without ``-c`` the model is the default one, so its
+compile starts right after OpenVINO's import and pydantic is imported during
+the compile (imports hold the GIL; a compile does not); with ``-c`` the config
+is read while OpenVINO is imported, and the compile follows. Measured with
+``benchmarks/bench_startup.py``. No module imported here at the top pulls in
+OpenCV, numpy, OpenVINO or pydantic.
 """
 
 from __future__ import annotations
