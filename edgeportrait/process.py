@@ -17,11 +17,15 @@ only adds switching (and OpenVINO's thread synchronisation).
 
 Start-up is most of a short run: importing OpenVINO and loading the model
 (from the compiled-model cache) takes about as long as everything else before
-the first photo. So a thread of its own imports OpenVINO while the config is
-read and then loads the model, while the main thread imports OpenCV and the
-compositor and the workers decode the first photos; a worker waits for the
-model only when it has a decoded photo to segment. No module imported here at
-the top pulls in OpenCV, numpy or OpenVINO.
+the first photo. So a thread of its own imports OpenVINO and loads the model,
+while the main thread imports the config, OpenCV and the compositor and the
+workers decode the first photos; a worker waits for the model only when it has
+a decoded photo to segment. Without ``-c`` the model is the default one, so its
+compile starts right after OpenVINO's import and pydantic is imported during
+the compile (imports hold the GIL; a compile does not); with ``-c`` the config
+is read while OpenVINO is imported, and the compile follows. Measured with
+``benchmarks/bench_startup.py``. No module imported here at the top pulls in
+OpenCV, numpy, OpenVINO or pydantic.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from edgeportrait.errors import EX_OK, EX_USAGE, InputError, UserError
 from edgeportrait.logsafe import escape, shown
 
 if TYPE_CHECKING:
-    from edgeportrait.config import AppConfig, ModelConfig
+    from edgeportrait.config import AppConfig
+    from edgeportrait.segment.adapter import ModelSettings
     from edgeportrait.segment.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -126,28 +131,46 @@ def _jobs(args: argparse.Namespace) -> int:
     return int(args.jobs)
 
 
-def _load_segmenter(cfg: ModelConfig, jobs: int) -> Segmenter:
-    from edgeportrait.segment.segmenter import Segmenter
-
+def _load_segmenter(cfg: ModelSettings | None, jobs: int, imported: threading.Event | None = None) -> Segmenter:
+    """The Segmenter for ``cfg`` (None: the default model); ``imported`` is set once OpenVINO is imported."""
+    try:
+        from edgeportrait.segment.adapter import DEFAULT_MODEL
+        from edgeportrait.segment.segmenter import Segmenter
+    finally:
+        if imported is not None:
+            imported.set()
     # like OpenCV (see _run), inference on one core when photos are worked on side by side: 60 1080p
     # photos, 3 jobs, 2 cores, 4 alternating runs: 2.25 s of CPU time instead of 2.59 s, 3.42 s wall
     # instead of 3.73 s (medians)
-    return Segmenter(cfg, cpu_threads=1 if jobs > 1 else None)
+    return Segmenter(cfg if cfg is not None else DEFAULT_MODEL, cpu_threads=1 if jobs > 1 else None)
 
 
 def main(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     jobs = _jobs(args)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load") as loader:
-        # OpenVINO (and numpy) are imported while the config is: the compile that follows is the
-        # longest step of a short run and can start as soon as the config says which model
-        loader.submit(_import_runtime)
-        from edgeportrait.config import load_config
+        if args.config is None and args.mode != "image":
+            # No config file: the model is the default one, known without pydantic, so its compile
+            # starts as soon as OpenVINO is imported. The config (pydantic and every section's model,
+            # the other half of the imports) is imported only then, while the compile runs: imports
+            # hold the GIL, so importing both at once would only delay the compile. (--mode image
+            # without a config is an error to report before anything is loaded.)
+            imported = threading.Event()
+            loading = loader.submit(_load_segmenter, None, jobs, imported)
+            imported.wait()
+            from edgeportrait.config import load_config
 
-        # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
-        cfg = load_config(args.config, overrides)
-        # the compile releases the GIL: OpenCV's import and the first decodes go on meanwhile
-        loading = loader.submit(_load_segmenter, cfg.model, jobs)
+            cfg = load_config(None, overrides)
+        else:
+            # OpenVINO (and numpy) are imported while the config is: the compile that follows is the
+            # longest step of a short run and can start as soon as the config says which model
+            loader.submit(_import_runtime)
+            from edgeportrait.config import load_config
+
+            # a bad config (or a --mode image without portrait.image) is exit 78 with the YAML lines
+            cfg = load_config(args.config, overrides)
+            # the compile releases the GIL: OpenCV's import and the first decodes go on meanwhile
+            loading = loader.submit(_load_segmenter, cfg.model, jobs)
         return _process(args, cfg, jobs, loading)
 
 

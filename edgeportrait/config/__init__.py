@@ -8,15 +8,13 @@
 from __future__ import annotations
 
 import copy
-import difflib
+import functools
 import os
-import reprlib
 import socket
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
 from edgeportrait.config.base import Section
@@ -30,6 +28,11 @@ from edgeportrait.config.pipeline import PipelineConfig
 from edgeportrait.config.portrait import PortraitConfig
 from edgeportrait.errors import ConfigError
 from edgeportrait.logsafe import redact
+
+if TYPE_CHECKING:
+    import reprlib
+
+    import yaml
 
 __all__ = [
     "AppConfig",
@@ -53,8 +56,15 @@ __all__ = [
 MAX_CONFIG_BYTES = 64 * 1024
 # A config has ~100 values; aliases may repeat a few sections, never a million.
 MAX_EXPANDED_NODES = 10_000
-# libyaml where it is there (10× faster, and it refuses deep nesting itself)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# PyYAML, difflib and reprlib are imported when a file is read or an error shown: `process` without
+# a config file has no use for them (yaml is ~14 ms of its start-up after pydantic, measured in-process)
+
+
+def _loader_class() -> type[yaml.SafeLoader]:
+    """libyaml where it is there (10× faster, and it refuses deep nesting itself)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _default_device_id() -> str:
@@ -113,6 +123,8 @@ class _LineIndex:
         self.duplicates: list[tuple[tuple[Any, ...], int]] = []
 
     def walk(self, root: yaml.Node, path: tuple[Any, ...]) -> None:
+        import yaml
+
         seen: set[int] = set()
         todo: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, path)]
         while todo:  # iterative: nesting depth costs no stack
@@ -148,6 +160,8 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     Memoised per node, so a billion-laughs document of nine nested aliases is
     counted in a few steps instead of being expanded.
     """
+    import yaml
+
     sizes: dict[int, int] = {}
     order: list[yaml.Node] = []
     todo = [root]
@@ -171,17 +185,17 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
     return sizes[id(root)]
 
 
+@functools.cache
 def _short_repr() -> reprlib.Repr:
     # a value shown in an error is a hint: a few items of a short prefix, however big the
     # value (an alias repeated thousands of times must not be turned into 200 MB of text)
+    import reprlib
+
     r = reprlib.Repr()
     r.maxstring = r.maxother = 80
     r.maxlist = r.maxtuple = r.maxdict = r.maxset = 6
     r.maxlevel = 3
     return r
-
-
-_REPR = _short_repr()
 
 
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
@@ -195,6 +209,8 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
     known = list(getattr(model, "model_fields", {}))
     if not known:
         return ""
+    import difflib
+
     close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -225,7 +241,7 @@ def validation_messages(err: ValidationError, where: str = "", index: _LineIndex
             and not isinstance(e["input"], dict)
         ):
             # a URL's user:password never reaches the terminal or the journal
-            shown = redact(_REPR.repr(e["input"]))
+            shown = redact(_short_repr().repr(e["input"]))
             msg = f"{msg} (got {shown[:60]}{'…' if len(shown) > 60 else ''})"
         line = index.line_of(loc) if index else None
         prefix = f"{where}:{line}: " if where and line else (f"{where}: " if where else "")
@@ -241,8 +257,10 @@ def parse_yaml(text: str, where: str) -> tuple[Any, _LineIndex]:
     expanding them and refused beyond ``MAX_EXPANDED_NODES``, and only then
     turned into Python objects.
     """
+    import yaml
+
     index = _LineIndex()
-    loader = _Loader(text)
+    loader = _loader_class()(text)
     try:
         node = loader.get_single_node()
         if node is not None:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from edgeportrait.config import ModelConfig
 from edgeportrait.errors import FatalError
 from edgeportrait.segment.adapter import (
     DeviceAdapter,
+    ModelSettings,
     default_cache_dir,
     is_quantized,
     ov_reason,
@@ -104,7 +104,7 @@ class Segmenter:
     (:meth:`pop_errors` takes them without raising).
     """
 
-    def __init__(self, cfg: ModelConfig, core: ov.Core | None = None, *, cpu_threads: int | None = None) -> None:
+    def __init__(self, cfg: ModelSettings, core: ov.Core | None = None, *, cpu_threads: int | None = None) -> None:
         self.cfg = cfg
         self.name: str = cfg.name
         self._adapter = DeviceAdapter(cfg, core, cpu_threads=cpu_threads)
