@@ -28,6 +28,33 @@ compositor's large blocks raise glibc's dynamic threshold, so it shows less.
 ``--baseline REF`` loads ``edgeportrait/compose`` as it is at the git revision
 REF into a scratch package and times its compose in the same loop, alternating,
 and reports the largest per-channel difference of the outputs.
+
+Where a 1080p compose went (Nov 2026, 2-core AVX2 EPYC shared with another
+job, one cv2 thread, medians): compose 10.2 ms = prepare 3.3 (downscale 1.1,
+matte 1.8) + background 2.7 (upsample 1.6) + render 4.4. Render on the
+grace_hopper photo with the model's mask: plan 0.5, interior copy 0.4, band
+3.6 (pack coefficients 0.3, upsample them 0.7, pack F and B 0.8, luminance
+0.1, α 0.6, blendLinear 1.4, unpack 0.4) for ~296k blended pixels (14 % of
+the frame; 7 % have 0 < α < 1). Tried against this, output-exact, alternating,
+and none paid 0.3 ms: α from contiguous planes with cv2 arithmetic (−0.25 ms,
+and off by 1 in places at 720p); blending each block in
+place on views of the frame and output (no F/B packing or unpacking: slower,
+136 more cv2 calls); fixed 32-px tiles gathered and scattered with one numpy
+fancy index each (no Python loop, but +1.2 ms: tiles blend 341k pixels and
+resize 533k coefficients against 296k/370k); blendLinear on the 1-channel view
+with tripled weights; strip/gap 16–64/32–256 px (32/32 is fastest); one
+4-channel boxFilter for the guided filter (+0.8 ms) or cv2 instead of numpy
+arithmetic there; INTER_LINEAR(_EXACT) for the 2× downscale (same output,
+same time); a looser SETTLED (band 11.0 → 10.2 % of cells at 1/255); cv2 threads
+1 vs 2 (9.1 vs 9.1 ms; with a JPEG decoder on the other core 17.8 vs 18.6).
+Upsampling the background only outside the interior needs a scratch and a copy
+per run (cv2.resize of a crop clamps its first and last half-factor rows), more
+traffic than it saves. What must touch full resolution — the downscale (reads
+6 MB), the upsample (writes 6 MB), the interior copy and the band (~8 OpenCV
+passes) — is ~5.5 ms on one core; with the matte and the low-resolution blur
+~8 ms is the floor of this design in OpenCV/numpy calls. 4 ms needs one fused
+pass (B upsampled, F copied, the band blended in one traversal, ~19 MB of
+traffic, ~2 ms): compiled code, which the package does not have.
 """
 
 from __future__ import annotations
