@@ -1,6 +1,6 @@
 """The compositor alone: fast vs naive at 720p and 1080p, and where the time goes.
 
-    python benchmarks/bench_compose.py [--runs N] [--threads 1,2] [--json]
+    python benchmarks/bench_compose.py [--runs N] [--threads 1,2] [--baseline main] [--default-malloc] [--json]
 
 Frame: the astronaut photo (tests/data) scaled to cover the size; mask: the
 reference mask for it (tests/data/golden) at the model's 256×256, so the
@@ -13,26 +13,96 @@ the median CPU time of the calling thread (with ``--threads 1`` that is the
 whole cost of a call, and much less disturbed by other processes than the
 wall time), and naive/fast as the ratio of the medians. Also the approximation error of
 the reduced-resolution blur against the full-resolution GaussianBlur.
+
+Finer steps, timed the same way: ``downscale`` (the frame to the working
+resolution), ``matte`` (guided filter etc. at working resolution), ``upsample``
+(the low-resolution background to full size: the one full-frame write besides
+the copy) — parts of prepare/background, so they do not add up to compose.
+``faults`` is the page faults per compose call.
+
+The allocator is tuned as ``edgeportrait run/process/bench`` tune it
+(:mod:`edgeportrait.allocator`); ``--default-malloc`` leaves glibc's defaults. Under
+those, a loop of 1080p composes alone faulted in ~6 MB of fresh pages per call
+(~1600 faults; 16.8 vs 13.4 ms median on a loaded 2-core machine); here the naive
+compositor's large blocks raise glibc's dynamic threshold, so it shows less.
+``--baseline REF`` loads ``edgeportrait/compose`` as it is at the git revision
+REF into a scratch package and times its compose in the same loop, alternating,
+and reports the largest per-channel difference of the outputs.
+
+Where a 1080p compose went (Nov 2026, 2-core AVX2 EPYC shared with another
+job, one cv2 thread, medians): compose 10.2 ms = prepare 3.3 (downscale 1.1,
+matte 1.8) + background 2.7 (upsample 1.6) + render 4.4. Render on the
+grace_hopper photo with the model's mask: plan 0.5, interior copy 0.4, band
+3.6 (pack coefficients 0.3, upsample them 0.7, pack F and B 0.8, luminance
+0.1, α 0.6, blendLinear 1.4, unpack 0.4) for ~296k blended pixels (14 % of
+the frame; 7 % have 0 < α < 1). Tried against this, output-exact, alternating,
+and none paid 0.3 ms: α from contiguous planes with cv2 arithmetic (−0.25 ms,
+and off by 1 in places at 720p); blending each block in
+place on views of the frame and output (no F/B packing or unpacking: slower,
+136 more cv2 calls); fixed 32-px tiles gathered and scattered with one numpy
+fancy index each (no Python loop, but +1.2 ms: tiles blend 341k pixels and
+resize 533k coefficients against 296k/370k); blendLinear on the 1-channel view
+with tripled weights; strip/gap 16–64/32–256 px (32/32 is fastest); one
+4-channel boxFilter for the guided filter (+0.8 ms) or cv2 instead of numpy
+arithmetic there; INTER_LINEAR(_EXACT) for the 2× downscale (same output,
+same time); a looser SETTLED (band 11.0 → 10.2 % of cells at 1/255); cv2 threads
+1 vs 2 (9.1 vs 9.1 ms; with a JPEG decoder on the other core 17.8 vs 18.6).
+Upsampling the background only outside the interior needs a scratch and a copy
+per run (cv2.resize of a crop clamps its first and last half-factor rows), more
+traffic than it saves. What must touch full resolution — the downscale (reads
+6 MB), the upsample (writes 6 MB), the interior copy and the band (~8 OpenCV
+passes) — is ~5.5 ms on one core; with the matte and the low-resolution blur
+~8 ms is the floor of this design in OpenCV/numpy calls. 4 ms needs one fused
+pass (B upsampled, F copied, the band blended in one traversal, ~19 MB of
+traffic, ~2 ms): compiled code, which the package does not have.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 
+from edgeportrait import allocator
 from edgeportrait.compose import Compositor, blur_sigma, fast_blur, make_background, naive_compose, prepare
-from edgeportrait.compose.background import cover
+from edgeportrait.compose.background import blur_factor, cover
 from edgeportrait.compose.blend import render
 from edgeportrait.compose.compositor import pad_to_factor
+from edgeportrait.compose.matte import as_float_mask, downscale, make_low_matte, px_at, ramp
 from edgeportrait.config import PortraitConfig
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+MODULES = ("__init__", "background", "blend", "compositor", "matte", "naive")
+
+
+def load_baseline(ref: str, into: Path) -> ModuleType:
+    """``edgeportrait/compose`` at git revision ``ref`` as a package of its own (``baseline_compose``)."""
+    pkg = into / "baseline_compose"
+    pkg.mkdir()
+    for name in MODULES:
+        text = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{ref}:edgeportrait/compose/{name}.py"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        (pkg / f"{name}.py").write_text(text.replace("edgeportrait.compose.", "baseline_compose."))
+    sys.path.insert(0, str(into))
+    return importlib.import_module("baseline_compose")
+
+
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -41,7 +111,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255**2 / mse) if mse else float("inf")
 
 
-def measure(runs: int, threads: int) -> dict[str, object]:
+def measure(runs: int, threads: int, baseline: ModuleType | None = None) -> dict[str, object]:
     cv2.setNumThreads(threads)
     photo = cv2.imread(str(DATA / "astronaut.png"))
     golden = cv2.imread(str(DATA / "golden/general/astronaut.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535
@@ -54,26 +124,50 @@ def measure(runs: int, threads: int) -> dict[str, object]:
         work, f = pad_to_factor(frame)
         prep = prepare(work, mask, s, None, f)
         bg = make_background(work, prep, s)
+        a_model = ramp(as_float_mask(mask), s.threshold, s.softness)
+        short = min(h, w)
+        matte_args = (px_at(short, s.feather) / f, round(px_at(short, s.refine_radius) / f), s.refine_eps)
+        low_bg = downscale(prep.small, blur_factor(blur_sigma(s.blur, h, w)) // f)
+        scratch = bg.copy()
         fns = {
             "compose": lambda frame=frame, mask=mask, comp=comp: comp.compose(frame, mask),
             "prepare": lambda work=work, mask=mask, f=f: prepare(work, mask, s, None, f),
+            "downscale": lambda work=work, f=f: downscale(work, f),
+            "matte": lambda prep=prep, a_model=a_model, f=f, args=matte_args: make_low_matte(
+                prep.small, a_model, f, *args
+            ),
             "background": lambda work=work, prep=prep: make_background(work, prep, s),
-            "render": lambda work=work, prep=prep, bg=bg: render(work, prep.matte, bg.copy()),
+            "upsample": lambda low_bg=low_bg, w=w, h=h: cv2.resize(low_bg, (w, h), interpolation=cv2.INTER_LINEAR),
+            # into one buffer refilled outside the timing: a fresh 6 MB copy per call would be timed too
+            "render": lambda work=work, prep=prep, scratch=scratch: render(work, prep.matte, scratch),
             "naive": lambda frame=frame, mask=mask: naive_compose(frame, mask, s),
         }
+        max_diff = None
+        if baseline is not None:
+            old = baseline.Compositor(s, temporal=False)
+            fns["baseline"] = lambda frame=frame, mask=mask, old=old: old.compose(frame, mask)
+            max_diff = int(np.abs(comp.compose(frame, mask).astype(np.int16) - old.compose(frame, mask)).max())
         times: dict[str, list[float]] = {k: [] for k in fns}
         cpu: dict[str, list[float]] = {k: [] for k in fns}
         for fn in fns.values():
             fn()
+        faults = 0
+        order = list(fns.items())
         for i in range(runs):
-            for k, fn in fns.items():
+            # a different stage first each round: none always runs on the cache another left
+            for k, fn in order[i % len(order) :] + order[: i % len(order)]:
                 if k == "naive" and i % 4:  # the slow one a quarter as often: same conditions, less waiting
                     continue
+                if k == "render":
+                    np.copyto(scratch, bg)
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt if k == "compose" else 0
                 c0 = time.thread_time()
                 t0 = time.perf_counter()
                 fn()
                 times[k].append((time.perf_counter() - t0) * 1000)
                 cpu[k].append((time.thread_time() - c0) * 1000)
+                if k == "compose":
+                    faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
         stats = {
             k: {
                 "median_ms": round(float(np.median(v)), 2),
@@ -89,6 +183,8 @@ def measure(runs: int, threads: int) -> dict[str, object]:
         fast = fast_blur(frame, sigma)
         out["sizes"][label] = {  # type: ignore[index]
             "stats": stats,
+            "faults_per_compose": round(faults / runs, 1),
+            "baseline_max_abs_diff": max_diff,
             "naive_over_compose": round(stats["naive"]["median_ms"] / stats["compose"]["median_ms"], 1),
             "blur_psnr_db": round(_psnr(fast, full), 1),
             "blur_mean_abs_diff": round(float(np.abs(fast.astype(int) - full).mean()), 3),
@@ -100,9 +196,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--threads", default="2", help="cv2 thread counts to try, e.g. 1,2")
+    ap.add_argument("--baseline", metavar="REF", help="also time the compositor at this git revision, e.g. main")
+    ap.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc thresholds as they are")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    results = [measure(a.runs, int(t)) for t in a.threads.split(",")]
+    if not a.default_malloc:
+        allocator.tune()
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = load_baseline(a.baseline, Path(tmp)) if a.baseline else None
+        results = [measure(a.runs, int(t), baseline) for t in a.threads.split(",")]
     if a.json:
         print(json.dumps(results, indent=2))
         return
@@ -114,6 +216,13 @@ def main() -> None:
                 for k, v in d["stats"].items()
             )
             print(f"  {label}: {parts}")
+            print(f"  {label}: page faults per compose {d['faults_per_compose']}")
+            if d["baseline_max_abs_diff"] is not None:
+                base, comp = d["stats"]["baseline"]["median_ms"], d["stats"]["compose"]["median_ms"]
+                print(
+                    f"  {label}: baseline {a.baseline} {base:.2f} ms vs compose {comp:.2f} ms "
+                    f"({base / comp:.2f}x), outputs differ by at most {d['baseline_max_abs_diff']} per channel"
+                )
             print(
                 f"  {label}: naive/compose {d['naive_over_compose']}x; reduced-resolution blur vs full "
                 f"GaussianBlur: PSNR {d['blur_psnr_db']} dB, mean |diff| {d['blur_mean_abs_diff']}"
