@@ -1,6 +1,6 @@
 """Photos per second of `edgeportrait process` on a folder of 1080p JPEGs, and the side-by-side run.
 
-    python benchmarks/bench_process.py [--photos 50] [--jobs 1,2,3] [--repeats 3] [-c CONFIG]
+    python benchmarks/bench_process.py [--photos 50] [--jobs 1,2,3] [--repeats 3] [-c CONFIG] [--trees A,B]
     python benchmarks/bench_process.py --versus-mediapipe [--photos 60] [--repeats 5]
 
 Makes a folder of 1920×1080 JPEGs from the test photos (each a different
@@ -179,6 +179,8 @@ def _loadavg() -> str:
 
 def jobs_sweep(a: argparse.Namespace) -> None:
     jobs = [int(j) for j in a.jobs.split(",")]
+    trees = [Path(t).resolve() for t in a.trees.split(",")]
+    keys = [(j, t) for j in jobs for t in trees]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         src.mkdir()
@@ -186,19 +188,23 @@ def jobs_sweep(a: argparse.Namespace) -> None:
         one = Path(tmp) / "one"
         one.mkdir()
         (one / "photo000.jpg").write_bytes((src / "photo000.jpg").read_bytes())
-        rates: dict[int, list[float]] = {j: [] for j in jobs}
-        walls: dict[int, list[float]] = {j: [] for j in jobs}
-        cpus: dict[int, list[float]] = {j: [] for j in jobs}
+        rates: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
+        walls: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
+        cpus: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
         for r in range(a.repeats):
-            for j in jobs:
+            for k, (j, tree) in enumerate(keys):
+                # each tree's copy of edgeportrait, run from outside every tree (``-m`` puts the cwd
+                # first on sys.path); the tree that goes first changes from repeat to repeat
+                tree = trees[(trees.index(tree) + r) % len(trees)]
+                env = dict(os.environ, PYTHONPATH=str(tree))
                 cpu = {}
                 for folder in (one, src):
-                    out = Path(tmp) / f"out-{folder.name}-{j}-{r}"
+                    out = Path(tmp) / f"out-{folder.name}-{k}-{r}"
                     cmd = [sys.executable, "-m", "edgeportrait", "process", str(folder), "-o", str(out)]
                     cmd += ["--jobs", str(j), "--no-progress"] + (["-c", a.config] if a.config else [])
                     before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0 = time.perf_counter()
-                    p = subprocess.run(cmd, capture_output=True, text=True)
+                    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
                     wall = time.perf_counter() - t0
                     after = resource.getrusage(resource.RUSAGE_CHILDREN)
                     cpu[folder] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -206,17 +212,18 @@ def jobs_sweep(a: argparse.Namespace) -> None:
                         sys.exit(f"process failed ({p.returncode}): {p.stderr.strip()}")
                 m = RATE.search(p.stderr)
                 assert m, p.stderr
-                rates[j].append(float(m.group(1)))
-                walls[j].append(wall)
-                cpus[j].append((cpu[src] - cpu[one]) / max(1, a.photos - 1))
+                rates[j, tree].append(float(m.group(1)))
+                walls[j, tree].append(wall)
+                cpus[j, tree].append((cpu[src] - cpu[one]) / max(1, a.photos - 1))
         cores = os.cpu_count() or 1
         print(f"{a.photos} photos 1920x1080 JPEG, {a.repeats} repeats, median; {machine()}")
-        for j in jobs:
-            cpu_ms = statistics.median(cpus[j]) * 1000
+        for j, tree in keys:
+            cpu_ms = statistics.median(cpus[j, tree]) * 1000
             print(
-                f"  --jobs {j}: {statistics.median(rates[j]):.1f} photos/s (runs: "
-                + ", ".join(f"{x:.1f}" for x in rates[j])
-                + f"); whole command {statistics.median(walls[j]):.2f} s; "
+                f"  --jobs {j}{f' {tree}' if len(trees) > 1 else ''}: "
+                + f"{statistics.median(rates[j, tree]):.1f} photos/s (runs: "
+                + ", ".join(f"{x:.1f}" for x in rates[j, tree])
+                + f"); whole command {statistics.median(walls[j, tree]):.2f} s; "
                 + f"CPU {cpu_ms:.1f} ms/photo = at most {cores * 1000 / cpu_ms:.1f} photos/s on {cores} idle cores"
             )
 
@@ -227,6 +234,10 @@ def main() -> None:
     ap.add_argument("--jobs", default="1,2,3")
     ap.add_argument("--repeats", type=int, default=None, help="runs of each (default 3; 5 side by side)")
     ap.add_argument("-c", "--config")
+    ap.add_argument(
+        "--trees", default=str(Path(__file__).resolve().parent.parent),
+        help="comma-separated source trees to compare (e.g. a checkout of main and this one), alternated run by run",
+    )
     ap.add_argument("--versus-mediapipe", action="store_true", help="the side-by-side run against MediaPipe")
     ap.add_argument("--mediapipe-venv", default=str(DEFAULT_VENV), help=f"venv for {MEDIAPIPE} (made if missing)")
     a = ap.parse_args()
