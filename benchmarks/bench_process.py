@@ -1,6 +1,7 @@
 """Photos per second of `edgeportrait process` on a folder of 1080p JPEGs, and the side-by-side run.
 
-    python benchmarks/bench_process.py [--photos 50] [--jobs 1,2,3] [--repeats 3] [-c CONFIG]
+    python benchmarks/bench_process.py [--photos 50] [--jobs 1,2,3] [--repeats 3] [-c CONFIG] [--trees A,B]
+    python benchmarks/bench_process.py --stages [--jobs 1,2,3]
     python benchmarks/bench_process.py --versus-mediapipe [--photos 60] [--repeats 5]
 
 Makes a folder of 1920×1080 JPEGs from the test photos (each a different
@@ -15,6 +16,15 @@ wall time of the whole command. On a shared machine the wall-clock rate
 follows the other load; so it also reports the CPU time one photo costs
 (children's user+sys of an N-photo run minus a 1-photo run, over N−1), and
 what that allows on this many idle cores.
+
+``--stages``: one ``process`` run per ``--jobs`` value with each stage of a
+photo wrapped (the real functions, patched in the child): the CPU time the
+worker thread spends in it, its wall time, and the context switches the
+worker makes inside it, median per photo. Inference runs on an OpenVINO thread,
+so ``infer`` shows only the caller's share (the input preparation and the
+hand-off); the OpenVINO thread's CPU is reported apart. A stage that releases
+the GIL for one long call switches once or twice; one that returns to Python
+between many short calls waits for the GIL each time another worker holds it.
 
 ``--versus-mediapipe``: the same photos through MediaPipe 0.10.14's own
 runtime (SelfieSegmentation, the general model, the one ours is converted
@@ -76,6 +86,93 @@ with selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         cv2.imwrite(str(out / path.name), np.clip(image + 0.5, 0, 255).astype(np.uint8),
                     [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
 """
+
+
+# Run in the child (``python -c STAGES ARGS…``): `edgeportrait process` with its stages wrapped.
+STAGES = r"""
+import collections, os, resource, statistics, sys, threading, time
+import edgeportrait.imageio as io
+from edgeportrait.compose import compositor
+from edgeportrait.segment import segmenter
+
+T = collections.defaultdict(list)
+TIDS = {}
+
+def wrap(owner, name, key):
+    f = getattr(owner, name)
+    def timed(*a, **kw):
+        TIDS[threading.get_native_id()] = "worker"
+        r0, c0, w0 = resource.getrusage(resource.RUSAGE_THREAD), time.thread_time(), time.perf_counter()
+        try:
+            return f(*a, **kw)
+        finally:
+            c1, w1, r1 = time.thread_time(), time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD)
+            switches = r1.ru_nvcsw - r0.ru_nvcsw + r1.ru_nivcsw - r0.ru_nivcsw
+            T[key].append(((c1 - c0) * 1e3, (w1 - w0) * 1e3, switches))
+    setattr(owner, name, timed)
+
+wrap(io, "read_image", "read + decode")
+wrap(segmenter.Segmenter, "infer", "infer (caller)")
+wrap(compositor.Compositor, "compose", "compose")
+wrap(io, "encode_jpeg", "encode")
+wrap(io, "atomic_write", "write")
+CPU = {}
+
+def sample():  # every thread's CPU time, kept after it ends
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            f = open(f"/proc/self/task/{tid}/stat").read()
+        except OSError:
+            continue
+        fields = f[f.rindex(")") + 2 :].split()
+        CPU[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def sampler():
+    while True:
+        sample()
+        time.sleep(0.01)
+
+threading.Thread(target=sampler, daemon=True).start()
+
+def report():
+    sample()
+    n = len(T["encode"])
+    for key, rows in T.items():
+        cpu, wall, sw = (statistics.median(r[i] for r in rows) for i in range(3))
+        print(f"    {key:15s} CPU {cpu:6.2f} ms  wall {wall:6.2f} ms  switches {sw:4.1f}")
+    main, workers = threading.main_thread().native_id, [t for t in TIDS]
+    other = sum(c for t, c in CPU.items() if t != main and t not in workers)
+    print(f"    workers' CPU {1e3 * sum(CPU.get(t, 0) for t in workers) / n:.1f} ms/photo; "
+          f"other threads (OpenVINO, the model load, OpenCV's pool) {1e3 * other / n:.1f} ms/photo; "
+          f"main thread {CPU.get(main, 0):.2f} s")
+    sys.stdout.flush()
+
+_exit = os._exit
+os._exit = lambda code: (report(), _exit(code))
+from edgeportrait.cli import main
+sys.argv = ["edgeportrait", *sys.argv[1:]]
+code = main()
+report()
+raise SystemExit(code)
+"""
+
+
+def stages(a: argparse.Namespace) -> None:
+    tree = Path(a.trees.split(",")[0]).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        make_photos(src, a.photos)
+        print(f"{a.photos} photos 1920x1080 JPEG, per stage, median per photo; {machine()}")
+        for j in (int(j) for j in a.jobs.split(",")):
+            cmd = [sys.executable, "-c", STAGES, "process", str(src), "-o", str(Path(tmp) / f"out-{j}")]
+            cmd += ["--jobs", str(j), "--no-progress"] + (["-c", a.config] if a.config else [])
+            p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=dict(os.environ, PYTHONPATH=str(tree)))
+            if p.returncode != 0:
+                sys.exit(f"process failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+            m = RATE.search(p.stderr)
+            print(f"  --jobs {j}: {m.group(1) if m else '?'} photos/s")
+            print(p.stdout.rstrip())
 
 
 def make_photos(folder: Path, n: int) -> None:
@@ -179,6 +276,8 @@ def _loadavg() -> str:
 
 def jobs_sweep(a: argparse.Namespace) -> None:
     jobs = [int(j) for j in a.jobs.split(",")]
+    trees = [Path(t).resolve() for t in a.trees.split(",")]
+    keys = [(j, t) for j in jobs for t in trees]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in"
         src.mkdir()
@@ -186,19 +285,23 @@ def jobs_sweep(a: argparse.Namespace) -> None:
         one = Path(tmp) / "one"
         one.mkdir()
         (one / "photo000.jpg").write_bytes((src / "photo000.jpg").read_bytes())
-        rates: dict[int, list[float]] = {j: [] for j in jobs}
-        walls: dict[int, list[float]] = {j: [] for j in jobs}
-        cpus: dict[int, list[float]] = {j: [] for j in jobs}
+        rates: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
+        walls: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
+        cpus: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
         for r in range(a.repeats):
-            for j in jobs:
+            for k, (j, tree) in enumerate(keys):
+                # each tree's copy of edgeportrait, run from outside every tree (``-m`` puts the cwd
+                # first on sys.path); the tree that goes first changes from repeat to repeat
+                tree = trees[(trees.index(tree) + r) % len(trees)]
+                env = dict(os.environ, PYTHONPATH=str(tree))
                 cpu = {}
                 for folder in (one, src):
-                    out = Path(tmp) / f"out-{folder.name}-{j}-{r}"
+                    out = Path(tmp) / f"out-{folder.name}-{k}-{r}"
                     cmd = [sys.executable, "-m", "edgeportrait", "process", str(folder), "-o", str(out)]
                     cmd += ["--jobs", str(j), "--no-progress"] + (["-c", a.config] if a.config else [])
                     before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0 = time.perf_counter()
-                    p = subprocess.run(cmd, capture_output=True, text=True)
+                    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
                     wall = time.perf_counter() - t0
                     after = resource.getrusage(resource.RUSAGE_CHILDREN)
                     cpu[folder] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -206,17 +309,18 @@ def jobs_sweep(a: argparse.Namespace) -> None:
                         sys.exit(f"process failed ({p.returncode}): {p.stderr.strip()}")
                 m = RATE.search(p.stderr)
                 assert m, p.stderr
-                rates[j].append(float(m.group(1)))
-                walls[j].append(wall)
-                cpus[j].append((cpu[src] - cpu[one]) / max(1, a.photos - 1))
+                rates[j, tree].append(float(m.group(1)))
+                walls[j, tree].append(wall)
+                cpus[j, tree].append((cpu[src] - cpu[one]) / max(1, a.photos - 1))
         cores = os.cpu_count() or 1
         print(f"{a.photos} photos 1920x1080 JPEG, {a.repeats} repeats, median; {machine()}")
-        for j in jobs:
-            cpu_ms = statistics.median(cpus[j]) * 1000
+        for j, tree in keys:
+            cpu_ms = statistics.median(cpus[j, tree]) * 1000
             print(
-                f"  --jobs {j}: {statistics.median(rates[j]):.1f} photos/s (runs: "
-                + ", ".join(f"{x:.1f}" for x in rates[j])
-                + f"); whole command {statistics.median(walls[j]):.2f} s; "
+                f"  --jobs {j}{f' {tree}' if len(trees) > 1 else ''}: "
+                + f"{statistics.median(rates[j, tree]):.1f} photos/s (runs: "
+                + ", ".join(f"{x:.1f}" for x in rates[j, tree])
+                + f"); whole command {statistics.median(walls[j, tree]):.2f} s; "
                 + f"CPU {cpu_ms:.1f} ms/photo = at most {cores * 1000 / cpu_ms:.1f} photos/s on {cores} idle cores"
             )
 
@@ -227,6 +331,11 @@ def main() -> None:
     ap.add_argument("--jobs", default="1,2,3")
     ap.add_argument("--repeats", type=int, default=None, help="runs of each (default 3; 5 side by side)")
     ap.add_argument("-c", "--config")
+    ap.add_argument(
+        "--trees", default=str(Path(__file__).resolve().parent.parent),
+        help="comma-separated source trees to compare (e.g. a checkout of main and this one), alternated run by run",
+    )
+    ap.add_argument("--stages", action="store_true", help="CPU, wall and context switches of each stage")
     ap.add_argument("--versus-mediapipe", action="store_true", help="the side-by-side run against MediaPipe")
     ap.add_argument("--mediapipe-venv", default=str(DEFAULT_VENV), help=f"venv for {MEDIAPIPE} (made if missing)")
     a = ap.parse_args()
@@ -234,6 +343,9 @@ def main() -> None:
         a.photos = a.photos or 60
         a.repeats = a.repeats or 5
         versus_mediapipe(a)
+    elif a.stages:
+        a.photos = a.photos or 50
+        stages(a)
     else:
         a.photos = a.photos or 50
         a.repeats = a.repeats or 3
