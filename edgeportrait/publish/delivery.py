@@ -90,7 +90,11 @@ class Deliverer:
                     continue
                 sent = entry.seq
             if entry.seq > self._committed():
-                self.spool.wait(0.01)  # its number is being written (an fsync), or the seq file is failing
+                # its number is being written (an fsync), or the seq file is failing (durable_now
+                # retries it at most once a second). A short wait, not a long one woken by
+                # MqttOutlet.committed: the seq is read outside the spool's lock, so that wake-up
+                # could fall between the check and the wait and cost the whole timeout.
+                self.spool.wait(0.01)
                 continue
             self.spool.remove(entry.seq)
             self.delivered += 1
