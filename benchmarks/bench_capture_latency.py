@@ -23,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
+from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -112,7 +114,7 @@ def main() -> int:
         log.close()
 
     print(f"capture round trip (B/capture published -> B/result received), {len(rtts)} captures, "
-          f"frames {sorted(sizes)}, model {args.model} {args.precision} on {h['inference']['device']}")
+          f"frames {sorted(sizes)}, model {args.model} {args.precision} on {h['inference']['device']}; {machine()}")
     print(f"  median {statistics.median(rtts):.1f} ms   p95 {percentile(rtts, 95):.1f} ms   "
           f"min {min(rtts):.1f} ms   max {max(rtts):.1f} ms")
     print("  split by the result's ts, median ms: " + ", ".join(f"{k} {statistics.median(v):.1f}"

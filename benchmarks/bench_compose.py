@@ -73,6 +73,7 @@ from types import ModuleType
 
 import cv2
 import numpy as np
+from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
 
 from edgeportrait import allocator
 from edgeportrait.compose import Compositor, blur_sigma, fast_blur, make_background, naive_compose, prepare
@@ -208,6 +209,7 @@ def main() -> None:
     if a.json:
         print(json.dumps(results, indent=2))
         return
+    print(machine())
     for r in results:
         print(f"cv2 threads {r['threads']}, {r['runs']} runs (naive every 4th)")
         for label, d in r["sizes"].items():  # type: ignore[attr-defined]

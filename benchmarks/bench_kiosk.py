@@ -45,6 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kiosk_stream import _viewers  # noqa: E402
+from machine import machine  # noqa: E402
 
 SOURCES = ROOT / ".cache" / "dataset-sources"
 
@@ -176,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-kiosk-") as tmp:
         work = Path(tmp)
         video = args.video or make_video(work / "street-1080p60.avi")
-        figures: dict[str, Any] = {"decode_ms_1080p_one_thread": round(decode_ms(video), 1), "runs": []}
+        figures: dict[str, Any] = {"machine": machine(), "decode_ms_1080p_one_thread": round(decode_ms(video), 1),
+                                   "runs": []}
+        print(f"machine: {figures['machine']}", flush=True)
         print(f"decode (one thread, 1080p MJPEG): {figures['decode_ms_1080p_one_thread']} ms/frame", flush=True)
         for size in ((1280, 720), (1920, 1080)):
             d = Daemon(video, size, work)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
 
 from edgeportrait.config import HttpConfig, PreviewConfig
 from edgeportrait.web import EventHub, FrameBroadcaster, KioskServer, PreviewEncoder
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     rows = []
+    if not args.json:
+        print(machine(), flush=True)
     for size in args.preview:
         w, h = (int(x) for x in size.split("x"))
         for n in args.viewers:

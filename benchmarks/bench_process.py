@@ -54,6 +54,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 RATE = re.compile(r"\(([\d.]+) photos/s\)")
@@ -188,21 +189,6 @@ def make_photos(folder: Path, n: int) -> None:
         frame = big[y0 : y0 + 1080, x0 : x0 + 1920]
         frame = cv2.copyMakeBorder(frame, 0, 1080 - frame.shape[0], 0, 1920 - frame.shape[1], cv2.BORDER_REFLECT)
         cv2.imwrite(str(folder / f"photo{i:03d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-
-
-def machine() -> str:
-    """CPU model, core count and the ISA flags that matter for INT8 inference."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = sorted(flags & {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}) or ["none of avx2/vnni/amx"]
-    return f"{model}, {os.cpu_count()} cores, {' '.join(isa)}"
 
 
 def mediapipe_python(venv: Path) -> Path:

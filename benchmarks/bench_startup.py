@@ -38,6 +38,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
@@ -139,20 +141,6 @@ def make_photo(source: Path, out: Path) -> None:
     if img is None:
         sys.exit(f"{source}: cannot read")
     cv2.imwrite(str(out), cv2.resize(img, (1920, 1080), interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 92])
-
-
-def machine() -> str:
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = sorted(flags & {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}) or ["none of avx2/vnni/amx"]
-    return f"{model}, {os.cpu_count()} cores, {' '.join(isa)}"
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: str) -> tuple[float, float, float, subprocess.CompletedProcess[str]]:

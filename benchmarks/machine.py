@@ -1,0 +1,27 @@
+"""What every benchmark prints with its figures: the CPU, its core count and the ISA flags that matter.
+
+An INT8 or speed figure holds only for the ISA it was measured on (AVX2 alone,
+AVX-512 with VNNI, AMX...), so each benchmark names it beside its results.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+FLAGS = {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def machine() -> str:
+    """CPU model, core count and the ISA flags that matter for INT8 inference."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = sorted(flags & FLAGS) or ["none of avx2/vnni/amx"]
+    return f"{model}, {os.cpu_count()} cores, {' '.join(isa)}"
