@@ -83,9 +83,6 @@ class Dispatcher:
             raise ValueError(f"a handler for {kind} is registered already")
         self._handlers[kind] = handler
 
-    def handles(self, kind: CommandKind) -> bool:
-        return kind in self._handlers
-
     def __call__(self, cmd: Command) -> None:
         handler = self._handlers.get(cmd.kind)
         if handler is None:
@@ -221,11 +218,3 @@ def parse_settings(payload: bytes) -> tuple[dict[str, Any], str | None]:
             raise CommandError("bad_payload", f"id: a string of 1…{MAX_ID_CHARS} characters is expected")
         data = {k: v for k, v in data.items() if k != "id"}
     return data, cid
-
-
-def runtime_state(cfg: AppConfig) -> dict[str, Any]:
-    """The current runtime settings, as published on ``B/settings/state``."""
-    dump = cfg.model_dump(mode="json")
-    return {section: {k: dump[section][k] for k in sorted(keys)} for section, keys in RUNTIME_SETTINGS.items()}
-
-

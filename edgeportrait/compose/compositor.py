@@ -4,7 +4,7 @@ Two ways in:
 
 - :class:`Compositor` — one per video stream (or per worker thread); holds the
   settings and the temporal smoothing state, the only state that carries from
-  one call to the next (behind a lock). ``compose(frame, mask, settings_override)``.
+  one call to the next (the smoothing behind its own lock). ``compose(frame, mask, settings_override)``.
 - :func:`compose` — stateless, for single full-resolution captures and files.
 
 Both take the full-resolution BGR uint8 frame and the model's mask at model
@@ -18,7 +18,6 @@ documented in ``docs/configuration.md`` (``portrait:``).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -205,25 +204,18 @@ class Compositor:
     """Composes the frames of one stream (or one worker's files).
 
     Keeps between calls only the temporal smoothing state (``temporal=True``,
-    for video). ``settings`` may be replaced at any time (the daemon's
-    settings/set); each call reads it once, so a call never sees half of a change.
+    for video). ``settings`` are the defaults of every call; a caller whose
+    settings change at run time (the daemon's stream) passes its current
+    ``PortraitConfig`` to each :meth:`compose` instead.
     """
 
     def __init__(self, settings: PortraitConfig | None = None, *, temporal: bool = True) -> None:
         self._settings = settings if settings is not None else PortraitConfig()
         self._smoother = TemporalSmoother() if temporal else None
-        self._lock = threading.Lock()
 
     @property
     def settings(self) -> PortraitConfig:
         return self._settings
-
-    @settings.setter
-    def settings(self, value: PortraitConfig) -> None:
-        if not isinstance(value, PortraitConfig):
-            raise TypeError("settings must be a PortraitConfig")
-        with self._lock:
-            self._settings = value
 
     def reset(self) -> None:
         """Forget the previous frames (a scene cut, a camera reconnect)."""
@@ -237,6 +229,4 @@ class Compositor:
         settings_override: PortraitConfig | Mapping[str, Any] | None = None,
     ) -> np.ndarray:
         """Portrait of ``frame`` (BGR uint8, any size) from the model's ``mask``; a new array."""
-        with self._lock:
-            base = self._settings
-        return _compose(frame, mask, resolve_settings(base, settings_override), self._smoother)
+        return _compose(frame, mask, resolve_settings(self._settings, settings_override), self._smoother)
