@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +82,23 @@ class RateMeter:
 
 
 class SystemStats:
-    """CPU share since the previous call, RSS and temperature, from /proc and /sys."""
+    """CPU share over the last report's span, RSS and temperature, from /proc and /sys."""
 
-    def __init__(self, proc: str = "/proc", sys_thermal: str = "/sys/class/thermal") -> None:
+    # a CPU share over less than this is mostly clock-tick noise (the counters tick every 10 ms)
+    MIN_WINDOW_S = 1.0
+
+    def __init__(
+        self,
+        proc: str = "/proc",
+        sys_thermal: str = "/sys/class/thermal",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._proc = proc
         self._thermal = sys_thermal
-        self._last: tuple[float, float] | None = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (when, CPU seconds) of the last two calls at least MIN_WINDOW_S apart
+        self._samples: deque[tuple[float, float]] = deque(maxlen=2)
         self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def _cpu_seconds(self) -> float | None:
@@ -103,15 +115,29 @@ class SystemStats:
             return None
 
     def cpu_percent(self) -> float | None:
-        """Share of one core this process used since the last call (100 = one core busy)."""
+        """Share of one core this process used since the previous call (100 = one core busy).
+
+        Several readers ask (the health loop, ``/healthz``, the kiosk's status): a
+        call less than ``MIN_WINDOW_S`` after the previous one measures from the
+        call before that, so a quick second reader gets the share over a real
+        span instead of a few clock ticks, and does not shorten the next report's.
+        """
         cpu = self._cpu_seconds()
-        now = time.monotonic()
+        now = self._clock()
         if cpu is None:
             return None
-        last, self._last = self._last, (now, cpu)
-        if last is None or now <= last[0]:
+        with self._lock:
+            if not self._samples:
+                self._samples.append((now, cpu))
+                return 0.0
+            if now - self._samples[-1][0] >= self.MIN_WINDOW_S:
+                since, base = self._samples[-1]
+                self._samples.append((now, cpu))  # the base of the next call
+            else:
+                since, base = self._samples[0]  # the sample before the newest
+        if now <= since:
             return 0.0
-        return round(100.0 * (cpu - last[1]) / (now - last[0]), 1)
+        return round(100.0 * (cpu - base) / (now - since), 1)
 
     def rss_mb(self) -> float | None:
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgeportrait.health import RateMeter, SystemStats, Window, percentile
 
 
@@ -43,3 +45,28 @@ def test_temperature_is_the_hottest_zone_or_none(tmp_path: Path) -> None:
         z.mkdir()
         (z / "temp").write_text(t)
     assert SystemStats(sys_thermal=str(tmp_path)).temperature_c() == 55.5
+
+
+def test_a_quick_second_reader_of_cpu_share_neither_gets_tick_noise_nor_shortens_the_next_report(
+    tmp_path: Path,
+) -> None:
+    """The health loop, /healthz and the kiosk all ask: a call soon after another measures over the earlier span."""
+    (tmp_path / "self").mkdir()
+    now = [100.0]
+
+    def cpu(ticks: int) -> None:  # utime = ticks, stime = 0 (fields 14 and 15 of /proc/self/stat)
+        (tmp_path / "self" / "stat").write_text("1 (python with spaces) S " + "0 " * 10 + f"{ticks} 0 0 0\n")
+
+    s = SystemStats(proc=str(tmp_path), clock=lambda: now[0])
+    ticks_per_s = s._ticks
+    cpu(0)
+    assert s.cpu_percent() == 0.0  # the first call has nothing to compare with
+    now[0] = 110.0
+    cpu(5 * ticks_per_s)
+    assert s.cpu_percent() == 50.0  # 5 s of CPU in 10 s
+    now[0] = 110.01
+    cpu(5 * ticks_per_s + 1)
+    assert s.cpu_percent() == pytest.approx(50.0, abs=0.2)  # over 100 → 110.01 s, not 10 ms
+    now[0] = 120.0
+    cpu(6 * ticks_per_s)
+    assert s.cpu_percent() == 10.0  # the next report: 110 → 120 s, as if nobody had asked between
