@@ -55,7 +55,7 @@ class Command:
 
     kind: CommandKind
     payload: bytes
-    origin: str = ""  # the MQTT topic, or "http"
+    origin: str = ""  # where it came from (the MQTT topic)
     response_topic: str | None = None
     correlation_data: bytes | None = None
 

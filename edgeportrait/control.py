@@ -40,7 +40,7 @@ class Control:
         if c.settings:
             self._settings.validate(c.settings, c.id)  # checks the values; changes nothing
         req = CaptureRequest(
-            trigger="mqtt" if cmd.origin != "http" else "kiosk",
+            trigger="mqtt",  # (the kiosk page queues its captures itself: web.booth.Booth.capture)
             countdown_s=c.countdown_s,
             settings=c.settings,
             response_topic=cmd.response_topic,
