@@ -13,7 +13,8 @@ is the Python between calls: decode and encode are one call each (1-2 context
 switches per photo), the compositor is many short ones (14 switches per photo
 alone, 27 beside another worker; ``benchmarks/bench_process.py --stages``), so
 it is the stage that waits for the GIL and whose CPU time grows most when
-photos overlap (1080p, 2 cores: 10.0 ms alone, 12.6 at --jobs 2, 15.2 at 3).
+photos overlap (1080p, 2-core AMD EPYC, AVX2 without VNNI/AMX: 10.0 ms alone,
+12.6 at --jobs 2, 15.2 at 3).
 Serialising the compositor (a lock, so that two never contend) made it worse:
 43-45 photos/s instead of 48-50. Inference itself is serialised
 in the Segmenter (one request); at most ``jobs`` photos are held in memory at
@@ -130,7 +131,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _jobs(args: argparse.Namespace) -> int:
     if args.jobs is None:
         # one more worker than cores: while one holds the GIL (Python glue) or waits for the
-        # segmenter, the others keep the cores busy. 50 1080p photos on 2 cores, one interleaved
+        # segmenter, the others keep the cores busy. 50 1080p photos on a 2-core AVX2 EPYC, one interleaved
         # run: 38.2 photos/s with 2 workers, 40.8 with 3, 42.5 with 4 (benchmarks/bench_process.py)
         return (os.cpu_count() or 1) + 1
     if not 1 <= args.jobs <= MAX_JOBS:
