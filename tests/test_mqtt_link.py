@@ -31,10 +31,15 @@ def test_online_retained_after_connect_and_stopped_on_clean_stop(mosquitto: Brok
     """`online` is retained on B/status after connecting; stop() leaves `stopped` (not the will)."""
     device = f"link-status-{protocol.replace('.', '')}"
     link, _, _ = _link(mosquitto.port, device, protocol=protocol)
+    early = Watcher(mosquitto.host, mosquitto.port, [f"edgeportrait/{device}/status"])
     link.start()
     try:
         assert link.wait_connected(10)
-        # a late subscriber still sees the retained status
+        # the broker has `online` once an earlier subscriber got it live; only then can a late
+        # subscriber be expected to see it retained (sooner, its SUBACK may beat the publish and
+        # the message arrives live, with retain unset)
+        early.wait_for(lambda m: m.payload == b"online")
+        early.close()
         w = Watcher(mosquitto.host, mosquitto.port, [f"edgeportrait/{device}/status"])
         w.wait_for(lambda m: m.payload == b"online" and m.retain)
     finally:
