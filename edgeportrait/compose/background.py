@@ -94,6 +94,20 @@ def masked_blur(
     to continue from. Returns a new uint8 BGR array at the frame's size.
     """
     h, w = frame.shape[:2]
+    out_small = masked_blur_low(frame, alpha_low, sigma, pyramid)
+    if out_small.shape[:2] == (h, w):
+        return out_small
+    return cv2.resize(out_small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def masked_blur_low(
+    frame: np.ndarray,
+    alpha_low: np.ndarray,
+    sigma: float,
+    pyramid: tuple[np.ndarray, int] | None = None,
+) -> np.ndarray:
+    """:func:`masked_blur` before its upsample: the blurred background at 1/:func:`blur_factor` size."""
+    h, w = frame.shape[:2]
     f = blur_factor(sigma)
     start, done = pyramid if pyramid is not None and pyramid[1] <= f else (frame, 1)
     small = downscale(start, f // done)
@@ -117,10 +131,7 @@ def masked_blur(
     blurred = cv2.add(blurred, tuple(FILL_WEIGHT * v for v in (*fill, 255.0)))  # type: ignore[call-overload]  # a Scalar; the stubs miss it
     den = cv2.extractChannel(blurred, 3)
     rgb = cv2.divide(cv2.cvtColor(blurred, cv2.COLOR_BGRA2BGR), cv2.merge([den, den, den]), scale=255.0)
-    out_small = cv2.convertScaleAbs(rgb)  # rounds and saturates to uint8 (values are >= 0)
-    if f == 1:
-        return out_small
-    return cv2.resize(out_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.convertScaleAbs(rgb)  # rounds and saturates to uint8 (values are >= 0)
 
 
 def gray_background(frame: np.ndarray) -> np.ndarray:
