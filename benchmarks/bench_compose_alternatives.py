@@ -1,6 +1,6 @@
-"""The compositor's full-resolution pass three ways: OpenCV calls (what edgeportrait runs), compiled C, OpenVINO.
+"""The compositor's full-resolution pass three ways: OpenCV calls, the C band pass, OpenVINO.
 
-    python benchmarks/bench_compose_alternatives.py [--runs 100] [--device CPU] [--no-native] [--no-openvino]
+    python benchmarks/bench_compose_alternatives.py [--runs 100] [--device CPU] [--no-openvino]
 
 Issue 12 set the compositor a goal of 4 ms per 1080p frame, reasoning that one
 read of the frame and the background and one write of the portrait is ~19 MB of
@@ -12,13 +12,12 @@ and everything at the working resolution) is a few dozen calls on arrays 16
 times smaller. This script times that full-resolution pass, on the same frame,
 matte and low-resolution background, as:
 
-- ``opencv``: ``cv2.resize`` of the background and ``blend.render`` — the
-  package's path;
-- ``native``: one C function doing the whole pass row by row
-  (``benchmarks/native/fused_render.c``, built here with ``cc -O3
-  -march=native -ffast-math``, loaded with ctypes: the best case compiled code
-  gets on this machine) and ``native-band``: the same function for the
-  interior and the band only, after ``cv2.resize`` wrote the background;
+- ``opencv``: ``cv2.resize`` of the background and ``blend.render_opencv``,
+  about a hundred short OpenCV/numpy calls (what runs where no C compiler was
+  at hand when edgeportrait was installed);
+- ``native``: ``cv2.resize`` of the background and the C band pass
+  (``edgeportrait/compose/_band.c``, built by the wheel's build; skipped if it
+  was not built);
 - ``openvino``: the pass as a small OpenVINO model (two Interpolate ops for
   the background and the coefficients, the luminance, α, the blend), compiled
   for ``--device`` — on an iGPU or NPU machine it would keep the frame on the
@@ -26,30 +25,26 @@ matte and low-resolution background, as:
 
 Reported per size: median and min in ms, the calling thread's CPU time (for
 OpenVINO, whose own threads do the work, the process's), the share of a whole
-compose (timed in the same loop), and the largest difference from the OpenCV
-path's output per channel. The frame and mask are the ones
-``bench_compose.py`` uses (the astronaut photo and its reference mask).
+compose (timed in the same loop, with the C band pass when it is built), and
+the largest difference from the OpenCV path's output per channel. The frame
+and mask are the ones ``bench_compose.py`` uses (the astronaut photo and its
+reference mask).
 
 What it showed (Nov 2026, AMD EPYC 2-core VM, AVX2 without AVX-512/VNNI,
-OpenVINO 2026.4.1, OpenCV 4.x with 2 threads; medians of 100 interleaved
-runs; figures in the commit message that added this script). In short, compiled code saves
-about a third of this pass, not the half of the whole compose that 4 ms needs;
-writing a 6 MB frame with per-pixel interpolation is not the 2 ms memory copy
-the goal assumed, and OpenVINO's CPU plugin runs the pass several times slower
-than OpenCV. So edgeportrait carries neither: a C extension would need a
-compiler on every Pi it is installed on (or per-platform wheels) for ~1.5 ms
-of ~9.
+OpenVINO 2026.4.1, 30 interleaved runs, medians) at 1080p: opencv 4.67 ms,
+native 2.59 ms, OpenVINO's CPU plugin 36 ms with two threads and 45 ms with
+one — several times slower than OpenCV, so the OpenVINO variant is not used on
+a CPU. A C function that also upsampled the background itself (commit 8805fdc,
+``benchmarks/native/fused_render.c``) took 3.90 ms: cv2.resize writes the 6 MB
+background faster than a plain C loop, so the shipped band pass leaves it to
+OpenCV. Even with the pass at 2.6 ms the whole compose is ~7 ms, not 4: the
+downscale, the guided filter and the blur at working resolution are the other
+half.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,35 +54,14 @@ import numpy as np
 from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
 
 from edgeportrait import allocator
-from edgeportrait.compose import Compositor, blur_sigma, prepare
+from edgeportrait.compose import Compositor, blur_sigma, native, prepare
 from edgeportrait.compose.background import cover, masked_blur_low
-from edgeportrait.compose.blend import render
+from edgeportrait.compose.blend import render_opencv
 from edgeportrait.compose.compositor import pad_to_factor
 from edgeportrait.config import PortraitConfig
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent / "tests" / "data"
-SOURCE = HERE / "native" / "fused_render.c"
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-CELL_INTERIOR, CELL_BAND = 1, 2
-
-
-def build_native(into: Path) -> ctypes.CDLL | None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        print("native: no C compiler (cc/gcc) on PATH; skipped", file=sys.stderr)
-        return None
-    lib = into / "fused_render.so"
-    cmd = [cc, "-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-o", str(lib), str(SOURCE), "-lm"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"native: {' '.join(cmd)} failed:\n{done.stderr}", file=sys.stderr)
-        return None
-    dll = ctypes.CDLL(str(lib))  # a CDLL call releases the GIL, as an extension would
-    p, i, long_ = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    dll.ep_compose.argtypes = [p, long_, p, long_, i, i, p, i, i, p, p, i, i, i]
-    dll.ep_compose.restype = i
-    return dll
 
 
 def openvino_pass(core: object, device: str, threads: int, shapes: tuple[int, ...]) -> Callable[..., np.ndarray]:
@@ -126,9 +100,7 @@ def openvino_pass(core: object, device: str, threads: int, shapes: tuple[int, ..
     return run
 
 
-def variants(
-    w: int, h: int, native: ctypes.CDLL | None, core: object, device: str | None
-) -> dict[str, Callable[[], np.ndarray]]:
+def variants(w: int, h: int, core: object, device: str | None) -> dict[str, Callable[[], np.ndarray]]:
     """The astronaut photo at w×h with its reference mask: a whole compose, and the full-resolution pass each way."""
     photo = cv2.imread(str(DATA / "astronaut.png"))
     golden = cv2.imread(str(DATA / "golden/general/astronaut.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535
@@ -140,38 +112,29 @@ def variants(
     prep = prepare(work, mask, s, None, f)
     low = prep.matte
     small = masked_blur_low(work, low.alpha, blur_sigma(s.blur, h, w), pyramid=(prep.small, f))
-    kind = np.zeros(low.band.shape, np.uint8)
-    kind[low.interior] = CELL_INTERIOR
-    kind[low.band] = CELL_BAND
-    coef = np.ascontiguousarray(low.coef, np.float32)
     comp = Compositor(s, temporal=False)
     out = np.empty_like(frame)
 
     def opencv() -> np.ndarray:
         cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
-        return render(frame, low, out)
+        return render_opencv(frame, low, out)
 
     fns: dict[str, Callable[[], np.ndarray]] = {"compose": lambda: comp.compose(frame, mask), "opencv": opencv}
-    if native is not None:
+    lib = native.library()
+    if lib is not None:
+        kind = low.band.view(np.uint8) * np.uint8(native.CELL_BAND)
+        kind |= low.interior.view(np.uint8)
 
-        def fused(with_bg: bool = True) -> np.ndarray:
-            if not with_bg:
-                cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
-            rc = native.ep_compose(
-                frame.ctypes.data, frame.strides[0], out.ctypes.data, out.strides[0], h, w,
-                small.ctypes.data if with_bg else None, small.shape[0], small.shape[1],
-                coef.ctypes.data, kind.ctypes.data, kind.shape[0], kind.shape[1], f,
-            )  # fmt: skip
-            if rc != 0:
-                raise RuntimeError("ep_compose refused its arguments")
+        def band() -> np.ndarray:
+            cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+            native.render_band(lib, frame, out, low.coef, kind, f)
             return out
 
-        fns["native"] = fused
-        fns["native-band"] = lambda: fused(False)
+        fns["native"] = band
     if core is not None and device is not None:
-        coef_nchw = np.ascontiguousarray(coef.transpose(2, 0, 1)[None])
+        coef_nchw = np.ascontiguousarray(low.coef.transpose(2, 0, 1)[None])
         small_nchw = np.ascontiguousarray(small.transpose(2, 0, 1)[None])
-        shapes = (h, w, *coef.shape[:2], *small.shape[:2])
+        shapes = (h, w, *low.coef.shape[:2], *small.shape[:2])
         for threads in (1, 2) if device == "CPU" else (0,):
             run = openvino_pass(core, device, threads, shapes)
             name = f"openvino-{device}" + (f"-{threads}t" if device == "CPU" else "")
@@ -179,7 +142,7 @@ def variants(
     return fns
 
 
-def measure(runs: int, native: ctypes.CDLL | None, device: str | None) -> dict[str, dict[str, dict[str, float]]]:
+def measure(runs: int, device: str | None) -> dict[str, dict[str, dict[str, float]]]:
     core = None
     if device is not None:
         import openvino as ov
@@ -187,7 +150,7 @@ def measure(runs: int, native: ctypes.CDLL | None, device: str | None) -> dict[s
         core = ov.Core()
     results: dict[str, dict[str, dict[str, float]]] = {}
     for label, (w, h) in SIZES.items():
-        fns = variants(w, h, native, core, device)
+        fns = variants(w, h, core, device)
         reference = fns["opencv"]().copy()
         diffs = {k: int(np.abs(fn().astype(np.int16) - reference).max()) for k, fn in fns.items() if k != "compose"}
         times: dict[str, list[float]] = {k: [] for k in fns}
@@ -218,14 +181,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--device", default="CPU", help="OpenVINO device for the OpenVINO variant (CPU, GPU, NPU)")
-    ap.add_argument("--no-native", action="store_true", help="skip the compiled-C variant")
     ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO variant")
     a = ap.parse_args()
     allocator.tune()
-    with tempfile.TemporaryDirectory() as tmp:
-        native = None if a.no_native else build_native(Path(tmp))
-        results = measure(a.runs, native, None if a.no_openvino else a.device)
+    results = measure(a.runs, None if a.no_openvino else a.device)
     print(machine())
+    print(f"compositor: {native.status()}")
     print(f"cv2 threads {cv2.getNumThreads()}, {a.runs} interleaved runs, medians")
     for label, rows in results.items():
         print(f"  {label}:")

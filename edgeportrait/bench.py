@@ -119,7 +119,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from edgeportrait.compose import Compositor, blur_sigma, fast_blur, naive_compose
+    from edgeportrait.compose import Compositor, blur_sigma, fast_blur, naive_compose, native
     from edgeportrait.compose.background import cover
     from edgeportrait.config import load_config
     from edgeportrait.imageio import decode_image, encode_jpeg, read_image
@@ -155,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
             "error": segment_error,
         },
         "machine": {"cpus": os.cpu_count(), "cv2_threads": cv2.getNumThreads(), "python": platform.python_version()},
+        "compose_path": native.status(),
         "sizes": {},
     }
     # both precisions side by side on the device in use, whatever `auto` chose
@@ -241,6 +242,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"edgeportrait bench: {report['runs']} runs, input {report['input']}, {where}, "
         f"portrait mode={p['mode']} blur={p['blur']:g}, {report['machine']['cpus']} CPUs, "
         f"cv2 threads {report['machine']['cv2_threads']}",
+        f"compositor: {report['compose_path']}",
         "",
     ]
     head = f"{'stage (ms)':<16}" + "".join(f"{lab + ' median':>16}{'p95':>9}" for lab in labels)

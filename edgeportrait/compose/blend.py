@@ -18,6 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgeportrait.compose import native
 from edgeportrait.compose.matte import LowMatte
 
 STRIP_PX = 32  # rows per strip at full resolution
@@ -55,8 +56,23 @@ def plan(low: LowMatte) -> tuple[int, list[Block], list[Block]]:
 def render(frame: np.ndarray, low: LowMatte, out: np.ndarray) -> np.ndarray:
     """``out`` holds the background B; writes αF + (1−α)B into it and returns it.
 
-    Pixels with α = 1 get the frame exactly, α = 0 keep B exactly.
+    Pixels with α = 1 get the frame exactly, α = 0 keep B exactly. The C band
+    pass does it when it was built (:mod:`edgeportrait.compose.native`: one call,
+    the GIL released, ~2× faster), :func:`render_opencv` otherwise; the two
+    differ by at most one level.
     """
+    lib = native.library()
+    if lib is None:
+        return render_opencv(frame, low, out)
+    assert frame.shape[:2] == low.full_shape, "frame must be the matte's factor times its working size"
+    kind = low.band.view(np.uint8) * np.uint8(native.CELL_BAND)
+    kind |= low.interior.view(np.uint8)
+    native.render_band(lib, frame, out, low.coef, kind, low.factor)
+    return out
+
+
+def render_opencv(frame: np.ndarray, low: LowMatte, out: np.ndarray) -> np.ndarray:
+    """:func:`render` in OpenCV and numpy calls: the band packed into one narrow image (see the module's text)."""
     f = low.factor
     h, w = frame.shape[:2]
     assert (h, w) == low.full_shape, "frame must be the matte's factor times its working size"

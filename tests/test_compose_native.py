@@ -1,0 +1,220 @@
+"""The compositor's C band pass (edgeportrait/compose/_band.c) against its OpenCV path.
+
+Both write the interior and the band of a portrait into the background; they
+must give the same picture to within one level per channel, on real photos, at
+exact and padded sizes, for every background mode, for frames whose rows are
+not packed one after the other, and from several threads at once. Where a C
+compiler is on PATH the build must have produced the library (a silent fallback
+would make these checks pass for the wrong reason).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeportrait.compose import blend, compose, native
+from edgeportrait.compose.compositor import pad_to_factor, prepare, resolve_settings
+from edgeportrait.config import PortraitConfig
+
+DATA = Path(__file__).parent / "data"
+HELDOUT = sorted((DATA / "heldout" / "images").glob("*.jpg"))
+CC = shutil.which("cc") or shutil.which("gcc")
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test looks for the library afresh and leaves no loaded state behind."""
+    monkeypatch.delenv(native.ENV, raising=False)
+    native.reset()
+    yield
+    native.reset()
+
+
+def _lib() -> object:
+    lib = native.library()
+    if lib is None:
+        pytest.skip(f"no C band pass here: {native.status()}")
+    return lib
+
+
+def _mask_for(frame: np.ndarray) -> np.ndarray:
+    """A soft person-like mask at the model's size: an ellipse with a feathered edge."""
+    m = np.zeros((256, 256), np.float32)
+    cv2.ellipse(m, (128, 150), (70, 110), 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(m, (0, 0), 6)
+
+
+def _both(frame: np.ndarray, mask: np.ndarray, settings: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """compose() with the C band pass, then with the OpenCV path."""
+    with_c = compose(frame, mask, settings)
+    lib, native._loaded = native._loaded, (None, "OpenCV path (test)")
+    try:
+        with_opencv = compose(frame, mask, settings)
+    finally:
+        native._loaded = lib
+    return with_c, with_opencv
+
+
+def test_the_build_made_the_library_where_a_compiler_is_at_hand() -> None:
+    if CC is None or os.environ.get("EDGEPORTRAIT_BUILD_NATIVE", "").strip() == "0":
+        pytest.skip("no C compiler on PATH: the OpenCV path is the expected one")
+    assert native.library() is not None, native.status()
+    assert native.status().startswith("C band pass")
+
+
+@pytest.mark.parametrize(
+    "photo", [DATA / "astronaut.png", DATA / "grace_hopper.jpg", *HELDOUT[::9]], ids=lambda p: p.stem
+)
+def test_same_picture_as_the_opencv_path_on_real_photos(photo: Path) -> None:
+    _lib()
+    img = cv2.imread(str(photo))
+    golden = DATA / "golden" / "general" / f"{photo.stem}.png"
+    if golden.exists():
+        g = cv2.imread(str(golden), cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535
+        mask = cv2.resize(g, (256, 256), interpolation=cv2.INTER_AREA)
+    else:
+        mask = _mask_for(img)
+    for w, h in ((1920, 1080), (1280, 720), (1001, 777)):
+        frame = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+        with_c, with_opencv = _both(frame, mask, {"mode": "blur", "blur": 60})
+        diff = np.abs(with_c.astype(np.int16) - with_opencv)
+        assert diff.max() <= 1, (photo.stem, w, h, int(diff.max()))
+        assert float(diff.mean()) < 0.05, (photo.stem, w, h)
+        # the band was really there: the portrait is neither the frame nor the background alone
+        assert np.abs(with_c.astype(np.int16) - frame).max() > 20
+
+
+@pytest.mark.parametrize("mode", ["blur", "grayscale", "color", "image"])
+def test_every_background_mode(mode: str) -> None:
+    _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (1280, 720))
+    settings: dict[str, object] = {"mode": mode}
+    if mode == "image":
+        settings["image"] = str(DATA / "camera.png")
+    with_c, with_opencv = _both(frame, _mask_for(frame), settings)
+    assert np.abs(with_c.astype(np.int16) - with_opencv).max() <= 1
+
+
+def test_alpha_one_and_zero_are_exact() -> None:
+    """Where α is 1 the frame comes through untouched, where it is 0 the background does."""
+    _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (1280, 720))
+    green = {"mode": "color", "color": (0, 255, 0)}
+    everyone = compose(frame, np.ones((256, 256), np.float32), green)
+    assert np.array_equal(everyone, frame)
+    nobody = compose(frame, np.zeros((256, 256), np.float32), green)
+    assert (nobody == np.array([0, 255, 0], np.uint8)).all()
+
+
+def _low(frame: np.ndarray) -> tuple[np.ndarray, object, np.ndarray]:
+    work, f = pad_to_factor(frame)
+    prep = prepare(work, _mask_for(frame), resolve_settings(None, {"mode": "color"}), None, f)
+    out = np.zeros_like(work)
+    out[:] = (0, 255, 0)
+    return work, prep.matte, out
+
+
+def test_frames_whose_rows_are_not_packed() -> None:
+    """A crop of a wider frame (rows apart) and a flipped view (rows backwards) give what a copy gives."""
+    _lib()
+    wide = cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (1600, 720))
+    crop = wide[:, 160:1440]  # 1280 wide, rows 1600 pixels apart
+    flipped = np.ascontiguousarray(crop)[::-1]
+    for view in (crop, flipped):
+        assert not view.flags.c_contiguous
+        work, low, out = _low(np.ascontiguousarray(view))
+        expected = blend.render(work, low, out.copy())
+        got = blend.render(view, low, out.copy())
+        assert np.array_equal(got, expected)
+
+
+def test_sizes_that_do_not_fit_are_refused_not_written() -> None:
+    lib = _lib()
+    work, low, out = _low(cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (1280, 720)))
+    kind = low.band.view(np.uint8) * np.uint8(2)
+    before = out.copy()
+    with pytest.raises(ValueError, match="does not fit"):
+        native.render_band(lib, work, out, low.coef, kind, low.factor * 2)
+    with pytest.raises(ValueError, match="does not fit"):  # checked in C: rows not a multiple of the cells
+        native.render_band(lib, work[:-4], out[:-4], low.coef, kind, low.factor)
+    with pytest.raises(ValueError, match="shapes do not fit"):  # checked before the call
+        native.render_band(lib, work, out[:-4], low.coef, kind, low.factor)
+    assert np.array_equal(out, before)
+    with pytest.raises(ValueError, match="writable"):
+        ro = out.copy()
+        ro.setflags(write=False)
+        native.render_band(lib, work, ro, low.coef, kind, low.factor)
+
+
+def test_threads_composing_at_once_get_what_one_gets() -> None:
+    _lib()
+    frames = [cv2.resize(cv2.imread(str(p)), (1280, 720)) for p in HELDOUT[:6]]
+    masks = [_mask_for(f) for f in frames]
+    alone = [compose(f, m) for f, m in zip(frames, masks, strict=True)]
+    got: dict[int, list[np.ndarray]] = {}
+
+    def worker(k: int) -> None:
+        got[k] = [compose(f, m) for f, m in zip(frames, masks, strict=True) for _ in range(3)][::3]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):
+        assert all(np.array_equal(a, b) for a, b in zip(alone, got[k], strict=True)), k
+
+
+def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(native.ENV, "0")
+    assert native.library() is None
+    assert native.status() == f"OpenCV path ({native.ENV}=0)"
+    frame = cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (640, 360))
+    assert compose(frame, _mask_for(frame)).shape == frame.shape
+
+
+def test_a_missing_library_falls_back_and_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(native, "LIBRARY", tmp_path / "_band.so")
+    assert native.library() is None
+    assert "not built" in native.status()
+
+
+@pytest.mark.skipif(CC is None, reason="needs a C compiler")
+def test_a_library_of_another_version_or_older_than_its_source_is_not_called(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    src = tmp_path / "_band.c"
+    src.write_text("int ep_band_abi(void) { return 99; }\n")
+    lib = tmp_path / "_band.so"
+    subprocess.run([str(CC), "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    os.utime(src, (1, 1))  # the source is older than the library
+    monkeypatch.setattr(native, "LIBRARY", lib)
+    monkeypatch.setattr(native, "SOURCE", src)
+    assert native.library() is None
+    assert "ABI 99" in native.status() and "reinstall" in native.status()
+
+    native.reset()
+    os.utime(src, None)
+    os.utime(lib, (1, 1))  # now the source changed after the build
+    assert native.library() is None
+    assert "older than _band.c" in native.status()
+
+
+def test_the_settings_reach_both_paths_alike() -> None:
+    """Feather and refinement change the band; the two paths still agree."""
+    _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (1280, 720))
+    for extra in ({"feather": 0, "refine_radius": 0}, {"feather": 12, "refine_radius": 24}, {"softness": 0}):
+        settings = {"mode": "blur", **extra}
+        PortraitConfig.model_validate(settings)
+        with_c, with_opencv = _both(frame, _mask_for(frame), settings)
+        assert np.abs(with_c.astype(np.int16) - with_opencv).max() <= 1, extra
