@@ -54,7 +54,16 @@ traffic than it saves. What must touch full resolution — the downscale (reads
 passes) — is ~5.5 ms on one core; with the matte and the low-resolution blur
 ~8 ms is the floor of this design in OpenCV/numpy calls. 4 ms needs one fused
 pass (B upsampled, F copied, the band blended in one traversal, ~19 MB of
-traffic, ~2 ms): compiled code, which the package does not have.
+traffic, ~2 ms): compiled code.
+
+Since then (Nov 2026, same machine) the interior copy and the band are one C
+function (``edgeportrait/compose/_band.c``, see
+``bench_compose_alternatives.py``): with ``--baseline 8805fdc`` (the OpenCV
+path) and 100 runs, 1080p 9.75 → 7.89 ms, 720p 6.13 → 4.94 ms, outputs within
+one level. A C pass that also upsampled B was slower than cv2.resize (3.90 vs
+2.59 ms for the whole full-resolution pass), and the other half of a compose
+(downscale, guided filter, blur at working resolution) is still OpenCV and
+numpy: 4 ms is not reached. ``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.
 """
 
 from __future__ import annotations

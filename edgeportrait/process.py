@@ -8,13 +8,14 @@ written, and the exit code is then 2.
 
 Throughput: a photo is decoded, segmented, composed and encoded by one of
 ``--jobs`` worker threads, so the stages of different photos overlap on the
-cores (OpenCV and OpenVINO release the GIL in each call). Where the GIL is held
-is the Python between calls: decode and encode are one call each (1-2 context
-switches per photo), the compositor is many short ones (14 switches per photo
-alone, 27 beside another worker; ``benchmarks/bench_process.py --stages``), so
-it is the stage that waits for the GIL and whose CPU time grows most when
-photos overlap (1080p, 2-core AMD EPYC, AVX2 without VNNI/AMX: 10.0 ms alone,
-12.6 at --jobs 2, 15.2 at 3).
+cores (OpenCV and OpenVINO release the GIL in each call, and so does the
+compositor's C band pass, one ctypes call). Where the GIL is held is the Python
+between calls: decode and encode are one call each, the compositor's matte and
+blur at working resolution a few dozen short ones, so it is the stage that
+waits for the GIL and whose CPU time grows most when photos overlap
+(``benchmarks/bench_process.py --stages``, 1080p, 2-core AMD EPYC, AVX2 without
+VNNI/AMX: 8.6 ms alone, 9.8 at --jobs 2, 10.9 at 3; with the OpenCV band pass,
+before the C one, it was 10.0, 12.6 and 15.2).
 Serialising the compositor (a lock, so that two never contend) made it worse:
 43-45 photos/s instead of 48-50. Inference itself is serialised
 in the Segmenter (one request); at most ``jobs`` photos are held in memory at

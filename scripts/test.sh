@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (mosquitto, chromium and
-# chromium-driver, the project with its dev extras in .venv) and runs the whole suite.
+# chromium-driver, gcc, the project with its dev extras in .venv) and runs the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's packages the tests use, installed only when missing: the broker for the MQTT
-# tests, and Chromium with its WebDriver for the kiosk page's browser test.
+# tests, Chromium with its WebDriver for the kiosk page's browser test, and a C compiler so
+# that the install below builds the compositor's C band pass and its tests test it (without
+# one edgeportrait works on its OpenCV path, and those tests skip).
 MISSING=()
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || MISSING+=(gcc libc6-dev)
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     MISSING+=(mosquitto)
 fi
@@ -38,6 +41,6 @@ fi
 # our discovery messages with its own schemas (about a minute, once; pinned, no resolution).
 bash scripts/ha-venv.sh >/dev/null 2>&1 \
     || echo "warning: Home Assistant's venv could not be made; its discovery checks will skip" >&2
-"$VENV/bin/python" -m ruff check edgeportrait edgeportrait_build tests benchmarks scripts
+"$VENV/bin/python" -m ruff check edgeportrait edgeportrait_build tests benchmarks scripts hatch_build.py
 "$VENV/bin/python" -m mypy edgeportrait edgeportrait_build
 exec "$VENV/bin/python" -m pytest -q "$@"

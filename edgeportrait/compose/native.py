@@ -38,7 +38,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(ENV, "").strip() == "0":
         return None, f"OpenCV path ({ENV}=0)"
     if not LIBRARY.exists():
-        return None, "OpenCV path (the C band pass was not built: no C compiler when edgeportrait was installed)"
+        return None, (
+            "OpenCV path (the C band pass was not built at install: no C compiler, or the compile failed; "
+            "`pip install -v` shows why)"
+        )
     try:
         if SOURCE.exists() and SOURCE.stat().st_mtime > LIBRARY.stat().st_mtime:
             # a checkout whose _band.c changed since the last `pip install -e .`
