@@ -218,3 +218,13 @@ def test_the_settings_reach_both_paths_alike() -> None:
         PortraitConfig.model_validate(settings)
         with_c, with_opencv = _both(frame, _mask_for(frame), settings)
         assert np.abs(with_c.astype(np.int16) - with_opencv).max() <= 1, extra
+
+
+@pytest.mark.parametrize("size", [(2, 2), (17, 9), (64, 48), (320, 180), (361, 719), (720, 1280), (3840, 2160)])
+def test_sizes_from_tiny_to_4k_and_portrait_orientation(size: tuple[int, int]) -> None:
+    """Working factors 1 to 8, sides that need padding, a tall frame: the two paths still agree."""
+    _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "astronaut.png")), size, interpolation=cv2.INTER_AREA)
+    with_c, with_opencv = _both(frame, _mask_for(frame), {"mode": "blur"})
+    assert with_c.shape == frame.shape
+    assert np.abs(with_c.astype(np.int16) - with_opencv).max() <= 1, size
