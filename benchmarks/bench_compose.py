@@ -59,8 +59,10 @@ traffic, ~2 ms): compiled code.
 Since then (Nov 2026, same machine) the interior copy and the band are one C
 function (``edgeportrait/compose/_band.c``, see
 ``bench_compose_alternatives.py``): with ``--baseline 8805fdc`` (the OpenCV
-path) and 100 runs, 1080p 9.75 → 7.89 ms, 720p 6.13 → 4.94 ms, outputs within
-one level. A C pass that also upsampled B was slower than cv2.resize (3.90 vs
+path) and 100 runs, 1080p 7.81 → 6.04 ms, 720p 4.83 → 3.76 ms (a quieter
+moment than the figures above), outputs within one level. Of the 6.04 ms:
+prepare 2.48 (downscale 0.59, matte 1.53), background 1.77 (upsample 0.88),
+render 1.78. A C pass that also upsampled B was slower than cv2.resize (3.90 vs
 2.59 ms for the whole full-resolution pass), and the other half of a compose
 (downscale, guided filter, blur at working resolution) is still OpenCV and
 numpy: 4 ms is not reached. ``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.

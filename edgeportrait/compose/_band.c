@@ -5,9 +5,9 @@
  * hundred short OpenCV/numpy calls per 1080p frame with Python in between: the runs of interior
  * cells copied, the band's runs packed side by side, their coefficients upsampled, α computed,
  * blended and unpacked. Here it is one call, which ctypes makes with the GIL released, so the
- * photos of `process` compose side by side on the cores. 1080p, 2-core AVX2 EPYC: 2.6 ms against
- * 4.7 ms for the OpenCV path, background upsample included in both
- * (benchmarks/bench_compose_alternatives.py).
+ * photos of `process` compose side by side on the cores. 1080p, 2-core AVX2 EPYC: 2.8 ms against
+ * 5.0 ms for the OpenCV path, background upsample (cv2.resize) included in both
+ * (benchmarks/bench_compose_alternatives.py, 60 interleaved runs).
  *
  * Plain C99 and no Python headers: the wheel's build compiles it (hatch_build.py) with the C
  * compiler at hand and edgeportrait.compose.native loads it with ctypes; without a compiler the
@@ -66,9 +66,11 @@ static void taps(int dsize, int ssize, int *i0, int *i1, float *w) {
     }
 }
 
-/* A source row of the coefficients (float, 2 channels interleaved), interpolated across, as two planes. */
-static void coef_hrow(const float *src, int W, const int *x0, const int *x1, const float *wx, float *a, float *b) {
-    for (int x = 0; x < W; x++) {
+/* A source row of the coefficients (float, 2 channels interleaved), interpolated across, as two
+ * planes, for the output columns [xa, xb) only. */
+static void coef_hrow(const float *src, int xa, int xb, const int *x0, const int *x1, const float *wx, float *a,
+                      float *b) {
+    for (int x = xa; x < xb; x++) {
         const float *p = src + 2 * x0[x], *q = src + 2 * x1[x];
         float w = wx[x];
         a[x] = p[0] + w * (q[0] - p[0]);
@@ -126,11 +128,13 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
     float *cwf = malloc(sizeof(float) * n);
     uint16_t *alpha = malloc(sizeof(uint16_t) * 4 * (size_t)W);
     float *crows = malloc(sizeof(float) * 5 * (size_t)W);
-    unsigned char *band_rows = malloc((size_t)lh);
+    /* per row of cells: the band's first and end cell (first > end: no band in the row); per row of
+     * coefficients: the output columns its band pixels need, over the cell rows that read it */
+    int *band_ext = malloc(sizeof(int) * 4 * (size_t)lh);
     /* per row of cells, its runs of interior or band cells: (kind, first cell, end cell)…, then -1 */
     size_t run_row = 3 * (size_t)lw + 1;
     int *runs = malloc(sizeof(int) * (size_t)lh * run_row);
-    if (!ci || !cwf || !alpha || !crows || !band_rows || !runs)
+    if (!ci || !cwf || !alpha || !crows || !band_ext || !runs)
         goto done;
     int *cx0 = ci, *cx1 = ci + W, *cy0 = ci + 2 * W, *cy1 = ci + 2 * W + H;
     float *cwx = cwf, *cwy = cwf + W;
@@ -139,13 +143,17 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
     for (int r = 0; r < lh; r++) {
         const uint8_t *krow = kind + (size_t)r * lw;
         int *run = runs + (size_t)r * run_row;
-        band_rows[r] = 0;
+        int *ext = band_ext + 2 * (size_t)r;
+        ext[0] = lw;
+        ext[1] = 0;
         for (int c = 0; c < lw;) {
             int k = krow[c], e = c + 1;
             while (e < lw && krow[e] == k)
                 e++;
-            if (k == CELL_BAND)
-                band_rows[r] = 1;
+            if (k == CELL_BAND) {
+                ext[0] = c < ext[0] ? c : ext[0];
+                ext[1] = e;
+            }
             if (k == CELL_INTERIOR || k == CELL_BAND) {
                 *run++ = k;
                 *run++ = c;
@@ -154,6 +162,20 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
             c = e;
         }
         *run = -1;
+    }
+    /* output row y of cell row r mixes coefficient rows r-1, r or r+1 (half-pixel centres), so
+     * coefficient row i is read by the band pixels of cell rows i-1, i and i+1 */
+    int *coef_ext = band_ext + 2 * (size_t)lh;
+    for (int i = 0; i < lh; i++) {
+        int lo = lw, hi = 0;
+        for (int r = i - 1; r <= i + 1; r++) {
+            if (r < 0 || r >= lh)
+                continue;
+            lo = band_ext[2 * r] < lo ? band_ext[2 * r] : lo;
+            hi = band_ext[2 * r + 1] > hi ? band_ext[2 * r + 1] : hi;
+        }
+        coef_ext[2 * i] = lo * f;
+        coef_ext[2 * i + 1] = hi * f;
     }
     uint16_t *alpha3 = alpha + W;
     float *luma = crows + 4 * (size_t)W;
@@ -170,7 +192,7 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
         const uint8_t *fr = frame + (size_t)y * fstride;
         uint8_t *orow = out + (size_t)y * ostride;
         int slot[2] = {0, 0};
-        if (band_rows[r]) {
+        if (band_ext[2 * r] < band_ext[2 * r + 1]) {
             int need[2] = {cy0[y], cy1[y]};
             for (int j = 0; j < 2; j++) {
                 int k = have[0] == need[j] ? 0 : (have[1] == need[j] ? 1 : -1);
@@ -179,7 +201,8 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
                         k = slot[0] == 0 ? 1 : 0;  /* keep the row just found for need[0] */
                     else
                         k = have[0] < have[1] ? 0 : 1;
-                    coef_hrow(coef + (size_t)need[j] * lw * 2, W, cx0, cx1, cwx, ca[k], cb[k]);
+                    const int *cx = coef_ext + 2 * (size_t)need[j];
+                    coef_hrow(coef + (size_t)need[j] * lw * 2, cx[0], cx[1], cx0, cx1, cwx, ca[k], cb[k]);
                     have[k] = need[j];
                 }
                 slot[j] = k;
@@ -205,7 +228,7 @@ done:
     free(cwf);
     free(alpha);
     free(crows);
-    free(band_rows);
+    free(band_ext);
     free(runs);
     return ok ? 0 : -1;
 }
