@@ -85,8 +85,8 @@ static void band_luma(const uint8_t *f, int n, float *luma) {
         luma[x] = (float)((f[3 * x] * 3735 + f[3 * x + 1] * 19235 + f[3 * x + 2] * 9798 + (1 << 14)) >> 15);
 }
 
-/* α of n pixels of a band run in 8-bit fixed point (0…256), each written three times (one per
- * channel), from the luminance and the coefficients mixed down from their two rows. */
+/* α of n pixels of a band run in 8-bit fixed point (0…256), from their luminance and the
+ * coefficients mixed down from their two rows. */
 HOT static void band_alpha(const float *luma, const float *a0, const float *a1, const float *b0, const float *b1,
                            float wy, int n, uint16_t *alpha) {
     for (int x = 0; x < n; x++) {
