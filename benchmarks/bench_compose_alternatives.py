@@ -130,12 +130,10 @@ def variants(w: int, h: int, core: object, device: str | None) -> dict[str, Call
     fns: dict[str, Callable[[], np.ndarray]] = {"compose": lambda: comp.compose(frame, mask), "opencv": opencv}
     lib = native.library()
     if lib is not None:
-        kind = low.band.view(np.uint8) * np.uint8(native.CELL_BAND)
-        kind |= low.interior.view(np.uint8)
 
         def band() -> np.ndarray:
             cv2.resize(small, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
-            native.render_band(lib, frame, out, low.coef, kind, f)
+            native.render_band(lib, frame, out, low)
             return out
 
         fns["native"] = band

@@ -23,6 +23,7 @@ import pytest
 
 from edgeportrait.compose import blend, compose, native
 from edgeportrait.compose.compositor import pad_to_factor, prepare, resolve_settings
+from edgeportrait.compose.matte import LowMatte
 from edgeportrait.config import PortraitConfig
 
 DATA = Path(__file__).parent / "data"
@@ -115,7 +116,7 @@ def test_alpha_one_and_zero_are_exact() -> None:
     assert (nobody == np.array([0, 255, 0], np.uint8)).all()
 
 
-def _low(frame: np.ndarray) -> tuple[np.ndarray, object, np.ndarray]:
+def _low(frame: np.ndarray) -> tuple[np.ndarray, LowMatte, np.ndarray]:
     work, f = pad_to_factor(frame)
     prep = prepare(work, _mask_for(frame), resolve_settings(None, {"mode": "color"}), None, f)
     out = np.zeros_like(work)
@@ -140,19 +141,19 @@ def test_frames_whose_rows_are_not_packed() -> None:
 def test_sizes_that_do_not_fit_are_refused_not_written() -> None:
     lib = _lib()
     work, low, out = _low(cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (1280, 720)))
-    kind = low.band.view(np.uint8) * np.uint8(2)
+    twice = LowMatte(low.coef, low.alpha, low.interior, low.band, low.factor * 2)
     before = out.copy()
     with pytest.raises(ValueError, match="does not fit"):
-        native.render_band(lib, work, out, low.coef, kind, low.factor * 2)
+        native.render_band(lib, work, out, twice)
     with pytest.raises(ValueError, match="does not fit"):  # checked in C: rows not a multiple of the cells
-        native.render_band(lib, work[:-4], out[:-4], low.coef, kind, low.factor)
+        native.render_band(lib, work[:-4], out[:-4], low)
     with pytest.raises(ValueError, match="shapes do not fit"):  # checked before the call
-        native.render_band(lib, work, out[:-4], low.coef, kind, low.factor)
+        native.render_band(lib, work, out[:-4], low)
     assert np.array_equal(out, before)
     with pytest.raises(ValueError, match="writable"):
         ro = out.copy()
         ro.setflags(write=False)
-        native.render_band(lib, work, ro, low.coef, kind, low.factor)
+        native.render_band(lib, work, ro, low)
 
 
 def test_threads_composing_at_once_get_what_one_gets() -> None:

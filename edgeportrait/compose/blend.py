@@ -65,9 +65,7 @@ def render(frame: np.ndarray, low: LowMatte, out: np.ndarray) -> np.ndarray:
     if lib is None:
         return render_opencv(frame, low, out)
     assert frame.shape[:2] == low.full_shape, "frame must be the matte's factor times its working size"
-    kind = low.band.view(np.uint8) * np.uint8(native.CELL_BAND)
-    kind |= low.interior.view(np.uint8)
-    native.render_band(lib, frame, out, low.coef, kind, low.factor)
+    native.render_band(lib, frame, out, low)
     return out
 
 

@@ -19,8 +19,12 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeportrait.compose.matte import LowMatte
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ ABI = 1  # EP_BAND_ABI in _band.c: a library built from another version is not c
 LIBRARY = Path(__file__).with_name("_band.so")
 SOURCE = Path(__file__).with_name("_band.c")
 ENV = "EDGEPORTRAIT_NATIVE"
-CELL_INTERIOR, CELL_BAND = 1, 2
+CELL_BAND = 2  # a cell's kind for _band.c: 0 background (left), 1 interior (copied), 2 band (blended)
 
 _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL | None, str] | None = None
@@ -88,25 +92,24 @@ def _rows_packed(a: np.ndarray) -> bool:
     return a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 and a.strides[2] == 1 and a.strides[1] == 3
 
 
-def render_band(
-    lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, coef: np.ndarray, kind: np.ndarray, factor: int
-) -> None:
+def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMatte) -> None:
     """Copies the interior and blends the band of ``frame`` into ``out`` (which holds B), in C."""
     h, w = frame.shape[:2]
     if not _rows_packed(frame) or frame.strides[0] < 3 * w:  # e.g. a flipped view: rows go backwards
         frame = np.ascontiguousarray(frame)
     if not _rows_packed(out) or out.strides[0] < 3 * w or not out.flags.writeable:
         raise ValueError("render_band: out must be a writable BGR uint8 array with packed rows")
-    coef = np.ascontiguousarray(coef, dtype=np.float32)
-    kind = np.ascontiguousarray(kind, dtype=np.uint8)
+    coef = np.ascontiguousarray(low.coef, dtype=np.float32)
+    kind = np.ascontiguousarray(low.band, dtype=np.uint8) * np.uint8(CELL_BAND)
+    kind |= low.interior.view(np.uint8)  # interior cells: 1, the byte of a True
     lh, lw = kind.shape
     if out.shape != frame.shape or coef.shape != (lh, lw, 2):
         raise ValueError(f"render_band: shapes do not fit: frame {frame.shape}, out {out.shape}, coef {coef.shape}")
     rc = lib.ep_render_band(
         frame.ctypes.data, frame.strides[0], out.ctypes.data, out.strides[0], h, w,
-        coef.ctypes.data, kind.ctypes.data, lh, lw, factor,
+        coef.ctypes.data, kind.ctypes.data, lh, lw, low.factor,
     )  # fmt: skip
     if rc != 0:
         raise ValueError(
-            f"render_band: a {w}x{h} frame does not fit {lw}x{lh} cells at factor {factor} (or memory ran out)"
+            f"render_band: a {w}x{h} frame does not fit {lw}x{lh} cells at factor {low.factor} (or memory ran out)"
         )
