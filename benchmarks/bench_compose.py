@@ -123,15 +123,19 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255**2 / mse) if mse else float("inf")
 
 
-def measure(runs: int, threads: int, baseline: ModuleType | None = None) -> dict[str, object]:
-    cv2.setNumThreads(threads)
+def scene(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut photo scaled to cover w×h, and its reference mask at the model's 256×256."""
     photo = cv2.imread(str(DATA / "astronaut.png"))
     golden = cv2.imread(str(DATA / "golden/general/astronaut.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535
+    return cover(photo, h, w), cv2.resize(cover(golden, h, w), (256, 256), interpolation=cv2.INTER_AREA)
+
+
+def measure(runs: int, threads: int, baseline: ModuleType | None = None) -> dict[str, object]:
+    cv2.setNumThreads(threads)
     s = PortraitConfig()
     out: dict[str, object] = {"threads": threads, "runs": runs, "sizes": {}}
     for label, (w, h) in SIZES.items():
-        frame = cover(photo, h, w)
-        mask = cv2.resize(cover(golden, h, w), (256, 256), interpolation=cv2.INTER_AREA)
+        frame, mask = scene(w, h)
         comp = Compositor(s, temporal=False)
         work, f = pad_to_factor(frame)
         prep = prepare(work, mask, s, None, f)

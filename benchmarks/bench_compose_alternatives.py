@@ -55,21 +55,18 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
-from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
+from bench_compose import SIZES, scene  # this script's directory is on sys.path
+from machine import machine  # benchmarks/machine.py
 
 from edgeportrait import allocator
 from edgeportrait.compose import Compositor, blur_sigma, native, prepare
-from edgeportrait.compose.background import cover, masked_blur_low
+from edgeportrait.compose.background import masked_blur_low
 from edgeportrait.compose.blend import render_opencv
 from edgeportrait.compose.compositor import pad_to_factor
 from edgeportrait.config import PortraitConfig
-
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
 def openvino_pass(core: object, device: str, threads: int, shapes: tuple[int, ...]) -> Callable[..., np.ndarray]:
@@ -110,11 +107,8 @@ def openvino_pass(core: object, device: str, threads: int, shapes: tuple[int, ..
 
 def variants(w: int, h: int, core: object, device: str | None) -> dict[str, Callable[[], np.ndarray]]:
     """The astronaut photo at w×h with its reference mask: a whole compose, and the full-resolution pass each way."""
-    photo = cv2.imread(str(DATA / "astronaut.png"))
-    golden = cv2.imread(str(DATA / "golden/general/astronaut.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535
     s = PortraitConfig()
-    frame = cover(photo, h, w)
-    mask = cv2.resize(cover(golden, h, w), (256, 256), interpolation=cv2.INTER_AREA)
+    frame, mask = scene(w, h)
     work, f = pad_to_factor(frame)
     assert work is frame, "the sizes measured need no padding"
     prep = prepare(work, mask, s, None, f)
@@ -191,11 +185,7 @@ def floor(runs: int) -> dict[str, dict[str, float]]:
     """
     from edgeportrait.compose import background, matte
 
-    photo = cv2.imread(str(DATA / "astronaut.png"))
-    golden = cv2.imread(str(DATA / "golden/general/astronaut.png"), cv2.IMREAD_UNCHANGED).astype(np.float32) / 65535
-    w, h = SIZES["1080p"]
-    frame = cover(photo, h, w)
-    mask = cv2.resize(cover(golden, h, w), (256, 256), interpolation=cv2.INTER_AREA)
+    frame, mask = scene(*SIZES["1080p"])
     comp = Compositor(PortraitConfig(), temporal=False)
     real = {"guided": matte.guided_coefficients, "blur_low": background.masked_blur_low}
     cached: dict[str, object] = {}
