@@ -41,7 +41,10 @@ class NativeBandHook(BuildHookInterface):  # type: ignore[type-arg]
         if os.environ.get("EDGEPORTRAIT_BUILD_NATIVE", "").strip() == "0":
             self.app.display_info("edgeportrait: EDGEPORTRAIT_BUILD_NATIVE=0: the C band pass is not built")
             return
-        cc = shlex.split(os.environ.get("CC", "")) or [c for c in (shutil.which("cc") or shutil.which("gcc"),) if c]
+        cc = shlex.split(os.environ.get("CC", ""))
+        if not cc:
+            found = shutil.which("cc") or shutil.which("gcc")
+            cc = [found] if found else []
         if not cc:
             self.app.display_warning(
                 "edgeportrait: no C compiler (cc/gcc): the compositor will use its OpenCV path "
