@@ -71,10 +71,12 @@ numpy: 4 ms is not reached. ``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import json
 import math
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,21 +98,45 @@ from edgeportrait.config import PortraitConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-MODULES = ("__init__", "background", "blend", "compositor", "matte", "naive")
+
+
+def _build_flags() -> list[str]:
+    """The C compiler flags the wheel's build uses (``FLAGS`` in hatch_build.py, which needs hatchling to import)."""
+    tree = ast.parse((ROOT / "hatch_build.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "FLAGS" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError("hatch_build.py has no FLAGS")
 
 
 def load_baseline(ref: str, into: Path) -> ModuleType:
-    """``edgeportrait/compose`` at git revision ``ref`` as a package of its own (``baseline_compose``)."""
+    """``edgeportrait/compose`` at git revision ``ref`` as a package of its own (``baseline_compose``).
+
+    Its C library, if that revision has one, is compiled from that revision's
+    source into the scratch package, as the wheel's build would.
+    """
     pkg = into / "baseline_compose"
     pkg.mkdir()
-    for name in MODULES:
+    names = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", ref, "edgeportrait/compose/"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for path in names:
+        name = Path(path).name
+        if not name.endswith((".py", ".c")):
+            continue
         text = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{ref}:edgeportrait/compose/{name}.py"],
-            check=True,
-            capture_output=True,
-            text=True,
+            ["git", "-C", str(ROOT), "show", f"{ref}:{path}"], check=True, capture_output=True, text=True
         ).stdout
-        (pkg / f"{name}.py").write_text(text.replace("edgeportrait.compose.", "baseline_compose."))
+        text = text.replace("from edgeportrait.compose import", "from baseline_compose import")
+        (pkg / name).write_text(text.replace("edgeportrait.compose.", "baseline_compose."))
+    for src in pkg.glob("*.c"):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc:
+            cmd = [cc, *_build_flags(), "-o", str(src.with_suffix(".so")), str(src), "-lm"]
+            subprocess.run(cmd, check=True, capture_output=True)
     sys.path.insert(0, str(into))
     return importlib.import_module("baseline_compose")
 

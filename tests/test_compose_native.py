@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeportrait.compose import blend, compose, native
+from edgeportrait.compose import background, blend, compose, matte, native
 from edgeportrait.compose.compositor import pad_to_factor, prepare, resolve_settings
 from edgeportrait.compose.matte import LowMatte
 from edgeportrait.config import PortraitConfig
@@ -141,7 +141,7 @@ def test_frames_whose_rows_are_not_packed() -> None:
 def test_sizes_that_do_not_fit_are_refused_not_written() -> None:
     lib = _lib()
     work, low, out = _low(cv2.resize(cv2.imread(str(DATA / "astronaut.png")), (1280, 720)))
-    twice = LowMatte(low.coef, low.alpha, low.interior, low.band, low.factor * 2)
+    twice = LowMatte(low.coef, low.alpha, low.kind, low.factor * 2)
     before = out.copy()
     with pytest.raises(ValueError, match="does not fit"):
         native.render_band(lib, work, out, twice)
@@ -229,3 +229,59 @@ def test_sizes_from_tiny_to_4k_and_portrait_orientation(size: tuple[int, int]) -
     with_c, with_opencv = _both(frame, _mask_for(frame), {"mode": "blur"})
     assert with_c.shape == frame.shape
     assert np.abs(with_c.astype(np.int16) - with_opencv).max() <= 1, size
+
+
+def _small_and_alpha(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    small = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (w, h), interpolation=cv2.INTER_AREA)
+    return small, cv2.resize(_mask_for(small), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize(("w", "h", "radius"), [(480, 270, 2), (320, 180, 1), (240, 427, 6), (9, 5, 7), (1, 1, 1)])
+def test_the_guided_filter_in_c_is_the_opencv_one(w: int, h: int, radius: int) -> None:
+    """Coefficients to float rounding and the same cells' kinds, windows wider than the image included."""
+    lib = _lib()
+    small, p = _small_and_alpha(w, h)
+    luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    coef, kind = native.low_matte(lib, luma, p, radius, 1e-3, matte.SETTLED)
+    guide = luma.astype(np.float32) / np.float32(255)
+    mean_a, mean_b = matte.guided_coefficients(guide, p, radius, 1e-3)
+    np.testing.assert_allclose(coef[:, :, 0] * 255, mean_a * 255, atol=2e-4)
+    np.testing.assert_allclose(coef[:, :, 1], mean_b, atol=2e-4)
+    expected = matte.cell_kinds(mean_a, mean_b)
+    # The kinds may differ only where it cannot show: cells whose α is within float rounding of the
+    # SETTLED limit, i.e. α within 2/1000 of 1 (or of 0) for every luminance, by either's coefficients.
+    differ = kind != expected
+    assert int(differ.sum()) <= kind.size // 100, (w, h, radius)
+    target = ((kind == matte.CELL_INTERIOR) | (expected == matte.CELL_INTERIOR))[differ].astype(np.float32)
+    for a, b in ((coef[:, :, 0], coef[:, :, 1]), (mean_a, mean_b)):
+        for y in (0.0, 255.0):  # α is linear in the luminance: its ends bound it
+            assert np.abs(a[differ] * y + b[differ] - target).max(initial=0.0) <= 2e-3, (w, h, radius)
+    if w > 100:  # a real silhouette: all three kinds occur
+        assert set(np.unique(kind).tolist()) == {matte.CELL_BACKGROUND, matte.CELL_INTERIOR, matte.CELL_BAND}
+
+
+@pytest.mark.parametrize(("w", "h", "sigma"), [(240, 135, 1.8), (320, 180, 2.45), (60, 34, 9.0), (3, 2, 1.5)])
+def test_the_masked_blur_in_c_is_the_opencv_one(monkeypatch: pytest.MonkeyPatch, w: int, h: int, sigma: float) -> None:
+    """The blur at its own resolution, kernels longer than the image included, within one level."""
+    _lib()
+    small, a = _small_and_alpha(w, h)
+    with_c = background.masked_blur_low(small, a, sigma)
+    monkeypatch.setenv(native.ENV, "0")
+    native.reset()
+    with_opencv = background.masked_blur_low(small, a, sigma)
+    assert with_c.shape == with_opencv.shape and with_c.shape[2] == 3
+    assert np.abs(with_c.astype(np.int16) - with_opencv).max() <= 1, (w, h, sigma)
+
+
+def test_the_c_calls_refuse_what_does_not_fit() -> None:
+    lib = _lib()
+    small, p = _small_and_alpha(32, 24)
+    luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    with pytest.raises(ValueError, match="one 2-D size"):
+        native.low_matte(lib, luma, p[:-1], 2, 1e-3, matte.SETTLED)
+    with pytest.raises(ValueError, match="radius"):
+        native.low_matte(lib, luma, p, 0, 1e-3, matte.SETTLED)
+    with pytest.raises(ValueError, match="odd"):
+        native.masked_blur(lib, small, p, np.ones(4, np.float32) / 4, 1e-3)
+    with pytest.raises(ValueError, match="must be"):
+        native.masked_blur(lib, small, p[:, :-1], np.ones(3, np.float32) / 3, 1e-3)

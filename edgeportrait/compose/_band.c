@@ -27,7 +27,7 @@
 #include <string.h>
 
 /* what edgeportrait.compose.native checks before it calls: a build of another version is not used */
-#define EP_BAND_ABI 1
+#define EP_BAND_ABI 2
 
 /* x86-64: the loops that pay are built for AVX2 and for the baseline, and the loader picks the one
  * the CPU runs (function multiversioning); elsewhere (the Pi's NEON is its baseline) once */
@@ -231,4 +231,257 @@ done:
     free(band_ext);
     free(runs);
     return ok ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The work at reduced resolution: the guided filter's coefficients with the cells' kinds, and the
+ * mask-normalised blur. In OpenCV and numpy calls (edgeportrait/compose/matte.py and
+ * background.py) each is a dozen or two calls on arrays of 30–130 thousand pixels, ~1 ms apiece at
+ * 1080p, mostly the calls' own overhead and temporaries; here one pass over a few planes each.
+ * Same arithmetic as there (float32 values, double sums where OpenCV's filters sum in double).
+ * --------------------------------------------------------------------------------------------- */
+
+/* cv2.BORDER_REFLECT (fedcba|abcdef|fedcba), as cv::borderInterpolate computes it */
+static int reflect(int p, int n) {
+    if (n == 1)
+        return 0;
+    while (p < 0 || p >= n)
+        p = p < 0 ? -p - 1 : 2 * n - p - 1;
+    return p;
+}
+
+/* Reflected indices for a window of radius r along a side of n: idx[j] = reflect(j − r), j < n + 2r. */
+static int *reflect_table(int n, int r) {
+    int *idx = malloc(sizeof(int) * ((size_t)n + 2 * (size_t)r));
+    if (idx)
+        for (int j = 0; j < n + 2 * r; j++)
+            idx[j] = reflect(j - r, n);
+    return idx;
+}
+
+/* A row of w values of `c` channels into `pad` with r pixels of BORDER_REFLECT on each side: the
+ * middle copied, the 2r border pixels through the reflected-index table (idx[j] = reflect(j − r)). */
+static void pad_row(const float *src, float *pad, int w, int c, int r, const int *idx) {
+    memcpy(pad + (size_t)r * c, src, sizeof(float) * (size_t)w * c);
+    for (int j = 0; j < r; j++)
+        for (int ch = 0; ch < c; ch++) {
+            pad[(size_t)j * c + ch] = src[(size_t)idx[j] * c + ch];
+            pad[((size_t)w + r + j) * c + ch] = src[(size_t)idx[w + r + j] * c + ch];
+        }
+}
+
+/* out[i] (+)= Σ_j k[j] · rows[j][i] for up to four rows at once (fewer passes over `out`) */
+HOT static void sum4(const float *const *rows, const float *k, int m, int n, int add, float *restrict out) {
+    const float *restrict r0 = rows[0], *restrict r1 = rows[m > 1 ? 1 : 0];
+    const float *restrict r2 = rows[m > 2 ? 2 : 0], *restrict r3 = rows[m > 3 ? 3 : 0];
+    float k0 = k[0], k1 = m > 1 ? k[1] : 0.f, k2 = m > 2 ? k[2] : 0.f, k3 = m > 3 ? k[3] : 0.f;
+    float keep = add ? 1.f : 0.f;
+    if (!add) /* out may hold anything, NaN included: 0·NaN would stay NaN */
+        memset(out, 0, sizeof(float) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        out[i] = keep * out[i] + k0 * r0[i] + k1 * r1[i] + k2 * r2[i] + k3 * r3[i];
+}
+
+/* out[i] = Σ_j k[j] · rows[j][i] over n values */
+static void sum_rows(const float *const *rows, const float *k, int taps, int n, float *out) {
+    for (int j = 0; j < taps; j += 4)
+        sum4(rows + j, k + j, taps - j < 4 ? taps - j : 4, n, j > 0, out);
+}
+
+/* A separable filter (box or Gaussian) of an h×w plane of `c` interleaved float channels, BORDER_REFLECT
+ * on every side, the kernel k of length 2r+1 down the columns and along the rows alike
+ * (cv2.boxFilter normalized: k[j] = 1/(2r+1); cv2.GaussianBlur: its kernel), in float. `tmp` holds
+ * a row of (w + 2r)·c floats and `rows` 2r+1 pointers. */
+static void filter2(const float *in, float *out, int h, int w, int c, int r, const float *k, const int *ry,
+                    const int *rx, float *tmp, const float **rows) {
+    size_t wc = (size_t)w * c;
+    for (int y = 0; y < h; y++) {
+        for (int j = 0; j < 2 * r + 1; j++)
+            rows[j] = in + (size_t)ry[y + j] * wc;
+        float *dst = out + (size_t)y * wc;
+        sum_rows(rows, k, 2 * r + 1, (int)wc, dst); /* down the columns into the output row */
+        pad_row(dst, tmp, w, c, r, rx);
+        for (int j = 0; j < 2 * r + 1; j++)
+            rows[j] = tmp + (size_t)j * c;
+        sum_rows(rows, k, 2 * r + 1, (int)wc, dst); /* then along it */
+    }
+}
+
+/* dst = the AND of each byte with its left and right neighbours (the edge bytes repeated) */
+HOT static void erode3_rows(const uint8_t *restrict src, uint8_t *restrict dst, int h, int w) {
+    for (int y = 0; y < h; y++) {
+        const uint8_t *s = src + (size_t)y * w;
+        uint8_t *d = dst + (size_t)y * w;
+        if (w == 1) {
+            d[0] = s[0];
+            continue;
+        }
+        d[0] = s[0] & s[1];
+        for (int x = 1; x < w - 1; x++)
+            d[x] = s[x - 1] & s[x] & s[x + 1];
+        d[w - 1] = s[w - 2] & s[w - 1];
+    }
+}
+
+/* The guided filter at the working resolution and the kinds of its cells (matte.make_low_matte).
+ *
+ * luma:   lh×lw uint8, contiguous: the frame's luminance at the working resolution (cv2 BGR2GRAY)
+ * p:      lh×lw float32, contiguous: the model's alpha there (ramped, feathered)
+ * r, eps: the guided filter's radius (>= 1) and regularisation
+ * settled: α within this of 0 or 1 counts as 0 or 1
+ * coef:   out, lh×lw×2 float32: per cell (a/255, b) with α = a·Y + b for the full-resolution Y
+ * kind:   out, lh×lw uint8: 1 interior (α = 1 for every pixel the cell's coefficients reach),
+ *         0 background (α = 0 likewise), 2 band
+ * Returns 0, or -1 for sizes that do not fit or when memory runs out.
+ */
+HOT int ep_low_matte(const uint8_t *restrict luma, const float *restrict p, int lh, int lw, int r, float eps,
+                     float settled, float *restrict coef, uint8_t *restrict kind) {
+    if (lh <= 0 || lw <= 0 || r < 1)
+        return -1;
+    size_t n = (size_t)lh * lw;
+    float *planes = malloc(sizeof(float) * 9 * n);
+    int *ry = reflect_table(lh, r), *rx = reflect_table(lw, r);
+    float *tmp = malloc(sizeof(float) * ((size_t)lw + 4 * (size_t)r + 1)); /* a padded row, the kernel */
+    const float **rows = malloc(sizeof(float *) * (2 * (size_t)r + 1));
+    if (!planes || !ry || !rx || !tmp || !rows) {
+        free(planes);
+        free(ry);
+        free(rx);
+        free(tmp);
+        free(rows);
+        return -1;
+    }
+    float *ones = tmp + lw + 2 * (size_t)r; /* the box's kernel: 2r+1 weights of 1/(2r+1) */
+    for (int j = 0; j < 2 * r + 1; j++)
+        ones[j] = (float)(1.0 / (2 * r + 1));
+    float *restrict I = planes, *restrict Ip = planes + n, *restrict II = planes + 2 * n;
+    float *mI = planes + 3 * n, *mp = planes + 4 * n, *mIp = planes + 5 * n, *mII = planes + 6 * n;
+    float *a = Ip, *b = II, *ma = planes + 7 * n, *mb = planes + 8 * n; /* reuse once boxed */
+    const float inv255 = 1.0f / 255.0f;
+    for (size_t i = 0; i < n; i++) {
+        float g = (float)luma[i] * inv255;
+        I[i] = g;
+        Ip[i] = g * p[i];
+        II[i] = g * g;
+    }
+    filter2(I, mI, lh, lw, 1, r, ones, ry, rx, tmp, rows);
+    filter2(p, mp, lh, lw, 1, r, ones, ry, rx, tmp, rows);
+    filter2(Ip, mIp, lh, lw, 1, r, ones, ry, rx, tmp, rows);
+    filter2(II, mII, lh, lw, 1, r, ones, ry, rx, tmp, rows);
+    for (size_t i = 0; i < n; i++) {
+        float cov = mIp[i] - mI[i] * mp[i];
+        float var = mII[i] - mI[i] * mI[i];
+        float ai = cov / (var + eps);
+        a[i] = ai;
+        b[i] = mp[i] - ai * mI[i];
+    }
+    filter2(a, ma, lh, lw, 1, r, ones, ry, rx, tmp, rows);
+    filter2(b, mb, lh, lw, 1, r, ones, ry, rx, tmp, rows);
+    /* per cell: 1 where α = 1 for every luminance, 2 where α = 0 likewise (bit flags), 0 otherwise */
+    uint8_t *flat = (uint8_t *)I; /* I is no longer needed: 2n bytes of it */
+    for (size_t i = 0; i < n; i++) {
+        float af = ma[i] * inv255;
+        coef[2 * i] = af;
+        coef[2 * i + 1] = mb[i];
+        unsigned is_flat = fabsf(af) * 255.0f <= settled;
+        unsigned one = mb[i] >= 1.0f - settled, zero = mb[i] <= settled;
+        flat[i] = (uint8_t)((one | (zero << 1)) & (0u - is_flat));
+    }
+    /* a full-resolution pixel mixes a cell with its neighbours: a cell is interior (background) only
+     * if its whole 3×3 neighbourhood is, the edge cells repeated (cv2.erode, BORDER_REPLICATE):
+     * the AND across each row into `across`, then down the columns */
+    uint8_t *across = flat + n;
+    erode3_rows(flat, across, lh, lw);
+    for (int y = 0; y < lh; y++) {
+        const uint8_t *up = across + (size_t)(y > 0 ? y - 1 : 0) * lw, *mid = across + (size_t)y * lw;
+        const uint8_t *down = across + (size_t)(y + 1 < lh ? y + 1 : lh - 1) * lw;
+        uint8_t *k = kind + (size_t)y * lw;
+        for (int x = 0; x < lw; x++) {
+            unsigned all = up[x] & mid[x] & down[x]; /* 1 interior, 2 background, 0 band: never 3 */
+            k[x] = (uint8_t)(CELL_BAND - (all & 1) - (all & 2)); /* CELL_INTERIOR, CELL_BACKGROUND, CELL_BAND */
+        }
+    }
+    free(planes);
+    free(ry);
+    free(rx);
+    free(tmp);
+    free(rows);
+    return 0;
+}
+
+/* The mask-normalised blur at the blur's resolution (background.masked_blur_low, after the dilate).
+ *
+ * small:   sh×sw×3 uint8 (BGR), rows `sstride` bytes apart: the frame at the blur's resolution
+ * a:       sh×sw float32, contiguous: the person's alpha there, dilated by the exclusion margin
+ * k, ks:   the Gaussian kernel (cv2.getGaussianKernel), odd length
+ * fill_w:  the weight of the background's mean colour added everywhere
+ * out:     sh×sw×3 uint8, rows `ostride` bytes apart: Σ k·w·F / Σ k·w, w = clip(1 − 3a, 0, 1)
+ * Returns 0, or -1 for sizes that do not fit or when memory runs out.
+ */
+int ep_masked_blur(const uint8_t *small, long sstride, const float *a, int sh, int sw, const float *k, int ks,
+                   float fill_w, uint8_t *out, long ostride) {
+    if (sh <= 0 || sw <= 0 || ks <= 0 || ks % 2 == 0 || sstride < 3L * sw || ostride < 3L * sw)
+        return -1;
+    size_t n = (size_t)sh * sw;
+    float *acc = malloc(sizeof(float) * 8 * n);
+    if (!acc)
+        return -1;
+    float *blurred = acc + 4 * n;
+    double sums[4] = {0, 0, 0, 0}, plain[3] = {0, 0, 0};
+    for (int y = 0; y < sh; y++) {
+        const uint8_t *s = small + (size_t)y * sstride;
+        double rs[4] = {0, 0, 0, 0}, rp[3] = {0, 0, 0};
+        for (int x = 0; x < sw; x++) {
+            size_t i = (size_t)y * sw + x;
+            float w = 1.0f - 3.0f * a[i];
+            w = w < 0.f ? 0.f : (w > 1.f ? 1.f : w);
+            float *q = acc + 4 * i;
+            for (int ch = 0; ch < 3; ch++) {
+                q[ch] = (float)s[3 * x + ch] * w;
+                rs[ch] += q[ch];
+                rp[ch] += s[3 * x + ch];
+            }
+            q[3] = 255.0f * w;
+            rs[3] += q[3];
+        }
+        for (int ch = 0; ch < 4; ch++)
+            sums[ch] += rs[ch];
+        for (int ch = 0; ch < 3; ch++)
+            plain[ch] += rp[ch];
+    }
+    /* the mean background colour fills where no background is near; with no background visible at
+     * all, the frame's mean will do (it is fully covered) */
+    float add[4];
+    for (int ch = 0; ch < 3; ch++)
+        add[ch] = fill_w * (float)(sums[3] > 255.0 ? 255.0 * sums[ch] / sums[3] : plain[ch] / (double)n);
+    add[3] = fill_w * 255.0f;
+    int r = ks / 2;
+    int *ry = reflect_table(sh, r), *rx = reflect_table(sw, r);
+    float *tmp = malloc(sizeof(float) * ((size_t)sw + 2 * (size_t)r) * 4);
+    const float **rows = malloc(sizeof(float *) * (size_t)ks);
+    int ok = ry && rx && tmp && rows;
+    if (ok)
+        filter2(acc, blurred, sh, sw, 4, r, k, ry, rx, tmp, rows);
+    free(ry);
+    free(rx);
+    free(tmp);
+    free(rows);
+    if (!ok) {
+        free(acc);
+        return -1;
+    }
+    for (int y = 0; y < sh; y++) {
+        uint8_t *o = out + (size_t)y * ostride;
+        const float *q = blurred + (size_t)y * sw * 4;
+        for (int x = 0; x < sw; x++, q += 4) {
+            float den = q[3] + add[3];
+            for (int ch = 0; ch < 3; ch++) {
+                float v = (q[ch] + add[ch]) * 255.0f / den;
+                long iv = lrintf(v);
+                o[3 * x + ch] = (uint8_t)(iv < 0 ? 0 : (iv > 255 ? 255 : iv));
+            }
+        }
+    }
+    free(acc);
+    return 0;
 }

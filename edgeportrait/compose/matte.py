@@ -25,6 +25,8 @@ import threading
 import cv2
 import numpy as np
 
+from edgeportrait.compose import native
+
 logger = logging.getLogger(__name__)
 
 REFERENCE_SHORT_SIDE = 1080  # sizes in the config are "pixels at 1080p"
@@ -117,6 +119,10 @@ def guided_coefficients(
     return mean_a, box(b)
 
 
+# a working cell's kind (LowMatte.kind, and what the C pass reads)
+CELL_BACKGROUND, CELL_INTERIOR, CELL_BAND = 0, 1, 2
+
+
 class LowMatte:
     """Everything about the matte that is computed at the working resolution.
 
@@ -125,22 +131,30 @@ class LowMatte:
     working pixel the linear map (a, b) that turns full-resolution luminance
     (0…255) into alpha, α = a·I + b (a = 0, b = alpha when there is no
     refinement); ``alpha``: float32 alpha at the working resolution (for the
-    background weight); ``interior`` / ``band``: bool, cells where every
-    full-resolution pixel has α = 1 (within 1/1000) / where α may be strictly
-    between 0 and 1 — the only cells that need per-pixel work at full
-    resolution. Everything else is α = 0.
+    background weight); ``kind``: uint8 per cell, :data:`CELL_INTERIOR` where
+    every full-resolution pixel has α = 1 (within 1/1000), :data:`CELL_BAND`
+    where α may be strictly between 0 and 1 — the only cells that need
+    per-pixel work at full resolution — and :data:`CELL_BACKGROUND` (α = 0)
+    everywhere else.
     """
 
-    __slots__ = ("coef", "alpha", "interior", "band", "factor")
+    __slots__ = ("coef", "alpha", "kind", "factor")
 
-    def __init__(
-        self, coef: np.ndarray, alpha: np.ndarray, interior: np.ndarray, band: np.ndarray, factor: int
-    ) -> None:
+    def __init__(self, coef: np.ndarray, alpha: np.ndarray, kind: np.ndarray, factor: int) -> None:
         self.coef = coef
         self.alpha = alpha
-        self.interior = interior
-        self.band = band
+        self.kind = kind
         self.factor = factor
+
+    @property
+    def interior(self) -> np.ndarray:
+        """bool per cell: α = 1 for every pixel of it."""
+        return self.kind == CELL_INTERIOR
+
+    @property
+    def band(self) -> np.ndarray:
+        """bool per cell: α may be strictly between 0 and 1 somewhere in it."""
+        return self.kind == CELL_BAND
 
     @property
     def full_shape(self) -> tuple[int, int]:
@@ -165,18 +179,32 @@ def make_low_matte(
     radius_low: int,
     eps: float,
 ) -> LowMatte:
-    """Build the :class:`LowMatte` from the frame at working resolution and the ramped model alpha."""
+    """Build the :class:`LowMatte` from the frame at working resolution and the ramped model alpha.
+
+    The guided filter and the cells' kinds are one C call where the compositor's
+    C library was built (:mod:`edgeportrait.compose.native`), OpenCV and numpy
+    calls otherwise; the two agree to float rounding.
+    """
     lh, lw = small.shape[:2]
     p_low = cv2.resize(a_model, (lw, lh), interpolation=cv2.INTER_LINEAR)
     if feather_low >= 0.3:  # narrower than a third of a working pixel would change nothing visible
         p_low = cv2.GaussianBlur(p_low, (0, 0), feather_low, borderType=cv2.BORDER_REFLECT)
     if radius_low >= 1:
-        guide = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        lib = native.library()
+        if lib is not None:
+            coef, kind = native.low_matte(lib, luma, p_low, radius_low, eps, SETTLED)
+            return LowMatte(coef, p_low, kind, factor)
+        guide = luma.astype(np.float32)
         guide *= np.float32(1 / 255)
         mean_a, mean_b = guided_coefficients(guide, p_low, radius_low, eps)
     else:
         mean_a, mean_b = np.zeros_like(p_low), p_low
-    coef = cv2.merge([mean_a, mean_b])
+    return LowMatte(cv2.merge([mean_a, mean_b]), p_low, cell_kinds(mean_a, mean_b), factor)
+
+
+def cell_kinds(mean_a: np.ndarray, mean_b: np.ndarray) -> np.ndarray:
+    """Each working cell's kind (uint8) from the guided filter's coefficients at the working resolution."""
     # Where |a|·255 and the distance of b from 0 or 1 are both below SETTLED, α = a·I + b is within
     # 2·SETTLED of 0 or 1 for every luminance — the same as 0 or 1 after rounding to 8 bits.
     # A full-resolution pixel mixes the cell with its neighbours (bilinear), hence the 3×3 erosion.
@@ -184,10 +212,12 @@ def make_low_matte(
     one = np.ascontiguousarray((flat & (mean_b >= 1 - SETTLED)).view(np.uint8))
     zero = np.ascontiguousarray((flat & (mean_b <= SETTLED)).view(np.uint8))
     k = np.ones((3, 3), np.uint8)
-    interior = cv2.erode(one, k, borderType=cv2.BORDER_REPLICATE).astype(bool)
-    exterior = cv2.erode(zero, k, borderType=cv2.BORDER_REPLICATE).astype(bool)
-    band = ~(interior | exterior)
-    return LowMatte(coef, p_low, interior, band, factor)
+    interior = cv2.erode(one, k, borderType=cv2.BORDER_REPLICATE)
+    exterior = cv2.erode(zero, k, borderType=cv2.BORDER_REPLICATE)
+    kind = np.full(mean_a.shape, CELL_BAND, np.uint8)
+    kind[interior.view(bool)] = CELL_INTERIOR
+    kind[exterior.view(bool)] = CELL_BACKGROUND  # never both: b cannot be near 1 and near 0
+    return kind
 
 
 class TemporalSmoother:

@@ -28,11 +28,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ABI = 1  # EP_BAND_ABI in _band.c: a library built from another version is not called
+ABI = 2  # EP_BAND_ABI in _band.c: a library built from another version is not called
 LIBRARY = Path(__file__).with_name("_band.so")
 SOURCE = Path(__file__).with_name("_band.c")
 ENV = "EDGEPORTRAIT_NATIVE"
-CELL_BAND = 2  # a cell's kind for _band.c: 0 background (left), 1 interior (copied), 2 band (blended)
 
 _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL | None, str] | None = None
@@ -59,6 +58,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     p, i, long_ = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     lib.ep_render_band.argtypes = [p, long_, p, long_, i, i, p, p, i, i, i]
     lib.ep_render_band.restype = i
+    f32 = ctypes.c_float
+    lib.ep_low_matte.argtypes = [p, p, i, i, i, f32, f32, p, p]
+    lib.ep_low_matte.restype = i
+    lib.ep_masked_blur.argtypes = [p, long_, p, i, i, p, i, f32, p, long_]
+    lib.ep_masked_blur.restype = i
     return lib, f"C band pass ({LIBRARY})"
 
 
@@ -100,8 +104,7 @@ def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMa
     if not _rows_packed(out) or out.strides[0] < 3 * w or not out.flags.writeable:
         raise ValueError("render_band: out must be a writable BGR uint8 array with packed rows")
     coef = np.ascontiguousarray(low.coef, dtype=np.float32)
-    kind = np.ascontiguousarray(low.band, dtype=np.uint8) * np.uint8(CELL_BAND)
-    kind |= low.interior.view(np.uint8)  # interior cells: 1, the byte of a True
+    kind = np.ascontiguousarray(low.kind, dtype=np.uint8)
     lh, lw = kind.shape
     if out.shape != frame.shape or coef.shape != (lh, lw, 2):
         raise ValueError(f"render_band: shapes do not fit: frame {frame.shape}, out {out.shape}, coef {coef.shape}")
@@ -113,3 +116,54 @@ def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMa
         raise ValueError(
             f"render_band: a {w}x{h} frame does not fit {lw}x{lh} cells at factor {low.factor} (or memory ran out)"
         )
+
+
+def _plane(a: np.ndarray, dtype: type) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def low_matte(
+    lib: ctypes.CDLL, luma: np.ndarray, p: np.ndarray, radius: int, eps: float, settled: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The guided filter's coefficients (lh, lw, 2) and the cells' kinds (lh, lw), in C.
+
+    ``luma``: uint8 luminance at the working resolution; ``p``: float32 alpha
+    there (see :func:`edgeportrait.compose.matte.make_low_matte`).
+    """
+    luma, p = _plane(luma, np.uint8), _plane(p, np.float32)
+    if luma.ndim != 2 or luma.shape != p.shape or radius < 1:
+        raise ValueError(f"low_matte: luma {luma.shape} and p {p.shape} must be one 2-D size, radius {radius} >= 1")
+    lh, lw = luma.shape
+    coef = np.empty((lh, lw, 2), np.float32)
+    kind = np.empty((lh, lw), np.uint8)
+    rc = lib.ep_low_matte(
+        luma.ctypes.data, p.ctypes.data, lh, lw, radius, eps, settled, coef.ctypes.data, kind.ctypes.data
+    )
+    if rc != 0:
+        raise MemoryError(f"low_matte: no memory for a {lw}x{lh} guided filter")
+    return coef, kind
+
+
+def masked_blur(
+    lib: ctypes.CDLL, small: np.ndarray, alpha: np.ndarray, kernel: np.ndarray, fill_weight: float
+) -> np.ndarray:
+    """The mask-normalised blur of ``small`` (BGR uint8) in C: a new array of its size.
+
+    ``alpha``: float32 person alpha at its size, already dilated by the margin;
+    ``kernel``: the separable Gaussian (odd length) — see
+    :func:`edgeportrait.compose.background.masked_blur_low`.
+    """
+    if not _rows_packed(small):
+        small = np.ascontiguousarray(small)
+    alpha, kernel = _plane(alpha, np.float32), _plane(kernel.ravel(), np.float32)
+    sh, sw = small.shape[:2]
+    if alpha.shape != (sh, sw) or kernel.size % 2 == 0:
+        raise ValueError(f"masked_blur: alpha {alpha.shape} must be {sh}x{sw}, the kernel odd ({kernel.size})")
+    out = np.empty((sh, sw, 3), np.uint8)
+    rc = lib.ep_masked_blur(
+        small.ctypes.data, small.strides[0], alpha.ctypes.data, sh, sw, kernel.ctypes.data, kernel.size,
+        fill_weight, out.ctypes.data, out.strides[0],
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError(f"masked_blur: no memory for a {sw}x{sh} blur")
+    return out
