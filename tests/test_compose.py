@@ -347,3 +347,16 @@ def test_landscape_model_mask_is_upsampled_to_the_frame(photo: np.ndarray) -> No
     out = compose(frame, mask, {"mode": "color", "color": [0, 0, 0]})
     assert np.array_equal(out[:, :560], frame[:, :560])  # well inside the person half
     assert out[:, 720:].max() == 0  # well inside the background half: the colour exactly
+
+
+def test_a_mask_with_nan_and_infinities_reads_as_no_person_and_full_person(photo: np.ndarray) -> None:
+    """A broken model output (NaN, ±inf) composes as if those values were 0 (NaN, -inf) and 1 (+inf)."""
+    rng = np.random.default_rng(7)
+    mask = rng.random((256, 256), dtype=np.float32)
+    broken, clean = mask.copy(), mask.copy()
+    where = rng.random(mask.shape) < 0.05
+    values = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), size=int(where.sum()))
+    broken[where] = values
+    clean[where] = np.where(values == np.inf, 1.0, 0.0)
+    assert np.array_equal(compose(photo, broken), compose(photo, clean))
+    assert int(np.isnan(broken).sum()) == int(np.isnan(values).sum()) > 0  # the caller's array is left as it was

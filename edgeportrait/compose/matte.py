@@ -78,8 +78,9 @@ def as_float_mask(mask: np.ndarray) -> np.ndarray:
     if m.dtype == np.bool_:
         return m.astype(np.float32)
     out = m.astype(np.float32, copy=True)
-    np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-    np.clip(out, 0.0, 1.0, out=out)
+    np.clip(out, 0.0, 1.0, out=out)  # ±inf included; NaN stays NaN
+    if np.isnan(out).any():  # a broken model output: no confidence there (nan_to_num is 5x a clip)
+        np.nan_to_num(out, copy=False, nan=0.0)
     return out
 
 
