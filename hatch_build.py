@@ -28,8 +28,18 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 SOURCE = Path("edgeportrait/compose/_band.c")
 LIBRARY = SOURCE.with_suffix(".so")
 # -ffinite-math-only -fno-signed-zeros: lets the α clamp vectorise (its inputs are finite);
-# no -march: the library runs on any CPU of the platform (x86-64 picks AVX2 at run time, see _band.c)
-FLAGS = ["-O3", "-std=c99", "-fPIC", "-shared", "-fno-math-errno", "-ffinite-math-only", "-fno-signed-zeros"]
+# no -march: the library runs on any CPU of the platform (x86-64 picks AVX2 at run time, see _band.c);
+# -pthread: its passes share a frame's rows between threads
+FLAGS = [
+    "-O3",
+    "-std=c99",
+    "-pthread",
+    "-fPIC",
+    "-shared",
+    "-fno-math-errno",
+    "-ffinite-math-only",
+    "-fno-signed-zeros",
+]
 
 
 class NativeBandHook(BuildHookInterface):  # type: ignore[type-arg]

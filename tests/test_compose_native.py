@@ -285,3 +285,32 @@ def test_the_c_calls_refuse_what_does_not_fit() -> None:
         native.masked_blur(lib, small, p, np.ones(4, np.float32) / 4, 1e-3)
     with pytest.raises(ValueError, match="must be"):
         native.masked_blur(lib, small, p[:, :-1], np.ones(3, np.float32) / 3, 1e-3)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1001, 777), (17, 9)])
+def test_rows_shared_by_threads_give_what_one_thread_gives(size: tuple[int, int]) -> None:
+    """The band pass split over 2, 3 or 8 threads (more threads than rows included) writes the same bytes."""
+    lib = _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), size, interpolation=cv2.INTER_AREA)
+    work, low, out = _low(frame)
+    one = out.copy()
+    native.render_band(lib, work, one, low, 1)
+    assert not np.array_equal(one, out)  # it did write the person
+    for n in (2, 3, 8, 64):
+        got = out.copy()
+        native.render_band(lib, work, got, low, n)
+        assert np.array_equal(got, one), (size, n)
+
+
+@pytest.mark.parametrize(("w", "h"), [(480, 270), (37, 5)])
+def test_the_guided_filter_and_the_blur_on_several_threads_give_what_one_gives(w: int, h: int) -> None:
+    lib = _lib()
+    small, p = _small_and_alpha(w, h)
+    luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    kernel = cv2.getGaussianKernel(15, 1.8, cv2.CV_32F)
+    coef1, kind1 = native.low_matte(lib, luma, p, 2, 1e-3, matte.SETTLED, 1)
+    blur1 = native.masked_blur(lib, small, p, kernel, 1e-3, 1)
+    for n in (2, 3, 8, 64):
+        coef, kind = native.low_matte(lib, luma, p, 2, 1e-3, matte.SETTLED, n)
+        assert np.array_equal(coef, coef1) and np.array_equal(kind, kind1), (w, h, n)
+        assert np.array_equal(native.masked_blur(lib, small, p, kernel, 1e-3, n), blur1), (w, h, n)

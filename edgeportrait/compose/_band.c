@@ -22,12 +22,13 @@
  */
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* what edgeportrait.compose.native checks before it calls: a build of another version is not used */
-#define EP_BAND_ABI 2
+#define EP_BAND_ABI 4
 
 /* x86-64: the loops that pay are built for AVX2 and for the baseline, and the loader picks the one
  * the CPU runs (function multiversioning); elsewhere (the Pi's NEON is its baseline) once */
@@ -107,6 +108,127 @@ HOT static void band_blend(const uint8_t *f, const uint16_t *alpha3, int n, uint
     }
 }
 
+/* A job's first member: the rows [y0, y1) a worker does, and whether it managed (its scratch). */
+struct rows {
+    int y0, y1, ok;
+};
+
+/* Runs `work` over rows [0, H) split into `threads` contiguous parts, the last on the calling thread,
+ * each on a copy of the job `base` (`size` bytes, a struct rows first). A thread that cannot be
+ * started has its part done by the caller. Returns 1 when every part reported ok. */
+#define EP_MAX_THREADS 8
+union job_slot {
+    struct rows part;
+    void *align_p;
+    double align_d;
+    unsigned char raw[256];
+};
+static int run_split(void *(*work)(void *), const void *base, size_t size, int H, int threads) {
+    union job_slot jobs[EP_MAX_THREADS];
+    pthread_t tid[EP_MAX_THREADS];
+    int started[EP_MAX_THREADS] = {0};
+    if (size > sizeof jobs[0].raw)
+        return 0;
+    threads = threads < 1 ? 1 : (threads > EP_MAX_THREADS ? EP_MAX_THREADS : threads);
+    threads = threads > H ? H : threads;
+    for (int t = 0; t < threads; t++) {
+        memcpy(jobs[t].raw, base, size);
+        jobs[t].part.y0 = (int)((long)H * t / threads);
+        jobs[t].part.y1 = (int)((long)H * (t + 1) / threads);
+        jobs[t].part.ok = 0;
+    }
+    for (int t = 0; t < threads - 1; t++)
+        started[t] = pthread_create(&tid[t], NULL, work, &jobs[t]) == 0;
+    work(&jobs[threads - 1]);
+    int ok = jobs[threads - 1].part.ok;
+    for (int t = 0; t < threads - 1; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            work(&jobs[t]);
+        ok &= jobs[t].part.ok;
+    }
+    return ok;
+}
+
+/* What the rows of one frame share: the frame, the output, the coefficients' taps and the runs. */
+struct band_job {
+    struct rows part; /* first: see run_split */
+    const uint8_t *frame;
+    uint8_t *out;
+    long fstride, ostride;
+    int W, f, lw;
+    const float *coef;
+    const int *cx0, *cx1, *cy0, *cy1;
+    const float *cwx, *cwy;
+    const int *runs, *band_ext, *coef_ext;
+    size_t run_row;
+};
+
+/* The rows [y0, y1) of a job, with scratch of its own (the coefficient rows it interpolated last). */
+static void *band_rows(void *arg) {
+    struct band_job *j = arg;
+    int W = j->W, f = j->f;
+    uint16_t *alpha = malloc(sizeof(uint16_t) * 4 * (size_t)W);
+    float *crows = malloc(sizeof(float) * 5 * (size_t)W);
+    if (!alpha || !crows) {
+        free(alpha);
+        free(crows);
+        j->part.ok = 0;
+        return NULL;
+    }
+    uint16_t *alpha3 = alpha + W;
+    float *luma = crows + 4 * (size_t)W;
+    /* the coefficients of the two cell rows an output row mixes, interpolated across (planes a, b);
+     * rows are asked for in increasing order, so a miss replaces the slot not needed next */
+    float *ca[2] = {crows, crows + 2 * (size_t)W}, *cb[2] = {crows + W, crows + 3 * (size_t)W};
+    int have[2] = {-1, -1};
+
+    for (int y = j->part.y0; y < j->part.y1; y++) {
+        int r = y / f;
+        const int *run = j->runs + (size_t)r * j->run_row;
+        if (*run < 0)
+            continue;
+        const uint8_t *fr = j->frame + (size_t)y * j->fstride;
+        uint8_t *orow = j->out + (size_t)y * j->ostride;
+        int slot[2] = {0, 0};
+        if (j->band_ext[2 * r] < j->band_ext[2 * r + 1]) {
+            int need[2] = {j->cy0[y], j->cy1[y]};
+            for (int q = 0; q < 2; q++) {
+                int k = have[0] == need[q] ? 0 : (have[1] == need[q] ? 1 : -1);
+                if (k < 0) {
+                    if (q == 1)
+                        k = slot[0] == 0 ? 1 : 0; /* keep the row just found for need[0] */
+                    else
+                        k = have[0] < have[1] ? 0 : 1;
+                    const int *cx = j->coef_ext + 2 * (size_t)need[q];
+                    coef_hrow(j->coef + (size_t)need[q] * j->lw * 2, cx[0], cx[1], j->cx0, j->cx1, j->cwx, ca[k],
+                              cb[k]);
+                    have[k] = need[q];
+                }
+                slot[q] = k;
+            }
+        }
+        float wy = j->cwy[y];
+        for (; *run >= 0; run += 3) {
+            int xa = run[1] * f, m = (run[2] - run[1]) * f;
+            if (run[0] == CELL_INTERIOR) {
+                memcpy(orow + 3 * (size_t)xa, fr + 3 * (size_t)xa, 3 * (size_t)m);
+            } else {
+                band_luma(fr + 3 * (size_t)xa, m, luma);
+                band_alpha(luma, ca[slot[0]] + xa, ca[slot[1]] + xa, cb[slot[0]] + xa, cb[slot[1]] + xa, wy, m, alpha);
+                for (int x = 0; x < m; x++)
+                    alpha3[3 * x] = alpha3[3 * x + 1] = alpha3[3 * x + 2] = alpha[x];
+                band_blend(fr + 3 * (size_t)xa, alpha3, 3 * m, orow + 3 * (size_t)xa);
+            }
+        }
+    }
+    free(alpha);
+    free(crows);
+    j->part.ok = 1;
+    return NULL;
+}
+
 /* Writes the interior and the band of one frame into `out`, which holds the background B.
  *
  * frame:  H×W×3 uint8 (BGR), rows `fstride` bytes apart, pixels packed
@@ -114,11 +236,13 @@ HOT static void band_blend(const uint8_t *f, const uint16_t *alpha3, int n, uint
  * coef:   lh×lw×2 float32, contiguous: per working cell the map (a, b) from luminance (0…255) to α
  * kind:   lh×lw uint8, contiguous: per working cell 0 (B: left as it is), 1 (F: copied), 2 (blended)
  * f:      the working factor: H == lh·f, W == lw·f
+ * threads: how many threads share the rows (1: the caller's alone; at most EP_MAX_THREADS)
  *
- * Returns 0, or -1 when the sizes do not fit or memory runs out (then `out` is untouched).
+ * Returns 0, or -1 when the sizes do not fit or memory runs out (then `out` may be partly written
+ * only if a worker's scratch could not be had; the sizes are checked before anything is).
  */
 int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostride, int H, int W, const float *coef,
-                   const uint8_t *kind, int lh, int lw, int f) {
+                   const uint8_t *kind, int lh, int lw, int f, int threads) {
     if (H <= 0 || W <= 0 || f <= 0 || lh <= 0 || lw <= 0 || (long)lh * f != H || (long)lw * f != W ||
         fstride < 3L * W || ostride < 3L * W)
         return -1;
@@ -126,15 +250,13 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
     size_t n = (size_t)W + (size_t)H;
     int *ci = malloc(sizeof(int) * 2 * n);
     float *cwf = malloc(sizeof(float) * n);
-    uint16_t *alpha = malloc(sizeof(uint16_t) * 4 * (size_t)W);
-    float *crows = malloc(sizeof(float) * 5 * (size_t)W);
     /* per row of cells: the band's first and end cell (first > end: no band in the row); per row of
      * coefficients: the output columns its band pixels need, over the cell rows that read it */
     int *band_ext = malloc(sizeof(int) * 4 * (size_t)lh);
     /* per row of cells, its runs of interior or band cells: (kind, first cell, end cell)…, then -1 */
     size_t run_row = 3 * (size_t)lw + 1;
     int *runs = malloc(sizeof(int) * (size_t)lh * run_row);
-    if (!ci || !cwf || !alpha || !crows || !band_ext || !runs)
+    if (!ci || !cwf || !band_ext || !runs)
         goto done;
     int *cx0 = ci, *cx1 = ci + W, *cy0 = ci + 2 * W, *cy1 = ci + 2 * W + H;
     float *cwx = cwf, *cwy = cwf + W;
@@ -177,57 +299,12 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
         coef_ext[2 * i] = lo * f;
         coef_ext[2 * i + 1] = hi * f;
     }
-    uint16_t *alpha3 = alpha + W;
-    float *luma = crows + 4 * (size_t)W;
-    /* the coefficients of the two cell rows an output row mixes, interpolated across (planes a, b);
-     * rows are asked for in increasing order, so a miss replaces the slot not needed next */
-    float *ca[2] = {crows, crows + 2 * (size_t)W}, *cb[2] = {crows + W, crows + 3 * (size_t)W};
-    int have[2] = {-1, -1};
-
-    for (int y = 0; y < H; y++) {
-        int r = y / f;
-        const int *run = runs + (size_t)r * run_row;
-        if (*run < 0)
-            continue;
-        const uint8_t *fr = frame + (size_t)y * fstride;
-        uint8_t *orow = out + (size_t)y * ostride;
-        int slot[2] = {0, 0};
-        if (band_ext[2 * r] < band_ext[2 * r + 1]) {
-            int need[2] = {cy0[y], cy1[y]};
-            for (int j = 0; j < 2; j++) {
-                int k = have[0] == need[j] ? 0 : (have[1] == need[j] ? 1 : -1);
-                if (k < 0) {
-                    if (j == 1)
-                        k = slot[0] == 0 ? 1 : 0;  /* keep the row just found for need[0] */
-                    else
-                        k = have[0] < have[1] ? 0 : 1;
-                    const int *cx = coef_ext + 2 * (size_t)need[j];
-                    coef_hrow(coef + (size_t)need[j] * lw * 2, cx[0], cx[1], cx0, cx1, cwx, ca[k], cb[k]);
-                    have[k] = need[j];
-                }
-                slot[j] = k;
-            }
-        }
-        float wy = cwy[y];
-        for (; *run >= 0; run += 3) {
-            int xa = run[1] * f, m = (run[2] - run[1]) * f;
-            if (run[0] == CELL_INTERIOR) {
-                memcpy(orow + 3 * (size_t)xa, fr + 3 * (size_t)xa, 3 * (size_t)m);
-            } else {
-                band_luma(fr + 3 * (size_t)xa, m, luma);
-                band_alpha(luma, ca[slot[0]] + xa, ca[slot[1]] + xa, cb[slot[0]] + xa, cb[slot[1]] + xa, wy, m, alpha);
-                for (int x = 0; x < m; x++)
-                    alpha3[3 * x] = alpha3[3 * x + 1] = alpha3[3 * x + 2] = alpha[x];
-                band_blend(fr + 3 * (size_t)xa, alpha3, 3 * m, orow + 3 * (size_t)xa);
-            }
-        }
-    }
-    ok = 1;
+    struct band_job base = {{0, H, 0}, frame, out, fstride, ostride, W, f, lw, coef, cx0, cx1, cy0, cy1, cwx, cwy,
+                            runs, band_ext, coef_ext, run_row};
+    ok = run_split(band_rows, &base, sizeof base, H, threads);
 done:
     free(ci);
     free(cwf);
-    free(alpha);
-    free(crows);
     free(band_ext);
     free(runs);
     return ok ? 0 : -1;
@@ -290,12 +367,13 @@ static void sum_rows(const float *const *rows, const float *k, int taps, int n, 
 
 /* A separable filter (box or Gaussian) of an h×w plane of `c` interleaved float channels, BORDER_REFLECT
  * on every side, the kernel k of length 2r+1 down the columns and along the rows alike
- * (cv2.boxFilter normalized: k[j] = 1/(2r+1); cv2.GaussianBlur: its kernel), in float. `tmp` holds
- * a row of (w + 2r)·c floats and `rows` 2r+1 pointers. */
-static void filter2(const float *in, float *out, int h, int w, int c, int r, const float *k, const int *ry,
+ * (cv2.boxFilter normalized: k[j] = 1/(2r+1); cv2.GaussianBlur: its kernel), in float; the output
+ * rows [ya, yb) only (the input's rows through `ry`). `tmp` holds a row of (w + 2r)·c floats and
+ * `rows` 2r+1 pointers. */
+static void filter2(const float *in, float *out, int ya, int yb, int w, int c, int r, const float *k, const int *ry,
                     const int *rx, float *tmp, const float **rows) {
     size_t wc = (size_t)w * c;
-    for (int y = 0; y < h; y++) {
+    for (int y = ya; y < yb; y++) {
         for (int j = 0; j < 2 * r + 1; j++)
             rows[j] = in + (size_t)ry[y + j] * wc;
         float *dst = out + (size_t)y * wc;
@@ -323,6 +401,68 @@ HOT static void erode3_rows(const uint8_t *restrict src, uint8_t *restrict dst, 
     }
 }
 
+/* The guided filter's planes, shared by the threads that do its rows. */
+struct matte_job {
+    struct rows part; /* first: see run_split */
+    int stage;        /* 1: the means of I, p, Ip, II and then a, b; 2: the means of a, b and then the flags */
+    int lw, r;
+    float eps, settled;
+    const float *p, *ones;
+    const int *ry, *rx;
+    float *I, *Ip, *II, *mI, *mp, *mIp, *mII, *a, *b, *ma, *mb, *coef;
+    uint8_t *flat;
+};
+
+static void *matte_rows(void *arg) {
+    struct matte_job *j = arg;
+    int y0 = j->part.y0, y1 = j->part.y1, lw = j->lw, r = j->r;
+    float *tmp = malloc(sizeof(float) * ((size_t)lw + 2 * (size_t)r));
+    const float **rows = malloc(sizeof(float *) * (2 * (size_t)r + 1));
+    if (!tmp || !rows) {
+        free(tmp);
+        free(rows);
+        j->part.ok = 0;
+        return NULL;
+    }
+    size_t i0 = (size_t)y0 * lw, i1 = (size_t)y1 * lw;
+    if (j->stage == 1) {
+        filter2(j->I, j->mI, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
+        filter2(j->p, j->mp, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
+        filter2(j->Ip, j->mIp, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
+        filter2(j->II, j->mII, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
+        const float *restrict mI = j->mI, *restrict mp = j->mp, *restrict mIp = j->mIp, *restrict mII = j->mII;
+        float *restrict a = j->a, *restrict b = j->b;
+        float eps = j->eps;
+        for (size_t i = i0; i < i1; i++) {
+            float cov = mIp[i] - mI[i] * mp[i];
+            float var = mII[i] - mI[i] * mI[i];
+            float ai = cov / (var + eps);
+            a[i] = ai;
+            b[i] = mp[i] - ai * mI[i];
+        }
+    } else {
+        filter2(j->a, j->ma, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
+        filter2(j->b, j->mb, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
+        /* per cell: 1 where α = 1 for every luminance, 2 where α = 0 likewise (bit flags), 0 otherwise */
+        const float *restrict ma = j->ma, *restrict mb = j->mb;
+        float *restrict coef = j->coef;
+        uint8_t *restrict flat = j->flat;
+        float settled = j->settled;
+        for (size_t i = i0; i < i1; i++) {
+            float af = ma[i] * (1.0f / 255.0f);
+            coef[2 * i] = af;
+            coef[2 * i + 1] = mb[i];
+            unsigned is_flat = fabsf(af) * 255.0f <= settled;
+            unsigned one = mb[i] >= 1.0f - settled, zero = mb[i] <= settled;
+            flat[i] = (uint8_t)((one | (zero << 1)) & (0u - is_flat));
+        }
+    }
+    free(tmp);
+    free(rows);
+    j->part.ok = 1;
+    return NULL;
+}
+
 /* The guided filter at the working resolution and the kinds of its cells (matte.make_low_matte).
  *
  * luma:   lh×lw uint8, contiguous: the frame's luminance at the working resolution (cv2 BGR2GRAY)
@@ -332,81 +472,101 @@ HOT static void erode3_rows(const uint8_t *restrict src, uint8_t *restrict dst, 
  * coef:   out, lh×lw×2 float32: per cell (a/255, b) with α = a·Y + b for the full-resolution Y
  * kind:   out, lh×lw uint8: 1 interior (α = 1 for every pixel the cell's coefficients reach),
  *         0 background (α = 0 likewise), 2 band
+ * threads: how many threads share the rows
  * Returns 0, or -1 for sizes that do not fit or when memory runs out.
  */
 HOT int ep_low_matte(const uint8_t *restrict luma, const float *restrict p, int lh, int lw, int r, float eps,
-                     float settled, float *restrict coef, uint8_t *restrict kind) {
+                     float settled, float *restrict coef, uint8_t *restrict kind, int threads) {
     if (lh <= 0 || lw <= 0 || r < 1)
         return -1;
     size_t n = (size_t)lh * lw;
-    float *planes = malloc(sizeof(float) * 9 * n);
+    float *planes = malloc(sizeof(float) * 11 * n);
     int *ry = reflect_table(lh, r), *rx = reflect_table(lw, r);
-    float *tmp = malloc(sizeof(float) * ((size_t)lw + 4 * (size_t)r + 1)); /* a padded row, the kernel */
-    const float **rows = malloc(sizeof(float *) * (2 * (size_t)r + 1));
-    if (!planes || !ry || !rx || !tmp || !rows) {
-        free(planes);
-        free(ry);
-        free(rx);
-        free(tmp);
-        free(rows);
-        return -1;
+    float *ones = malloc(sizeof(float) * (2 * (size_t)r + 1)); /* the box's kernel: weights 1/(2r+1) */
+    int ok = planes && ry && rx && ones;
+    if (ok) {
+        for (int j = 0; j < 2 * r + 1; j++)
+            ones[j] = (float)(1.0 / (2 * r + 1));
+        float *restrict I = planes, *restrict Ip = planes + n, *restrict II = planes + 2 * n;
+        const float inv255 = 1.0f / 255.0f;
+        for (size_t i = 0; i < n; i++) {
+            float g = (float)luma[i] * inv255;
+            I[i] = g;
+            Ip[i] = g * p[i];
+            II[i] = g * g;
+        }
+        struct matte_job job = {{0, lh, 0}, 1, lw, r, eps, settled, p, ones, ry, rx,
+                                I, Ip, II, planes + 3 * n, planes + 4 * n, planes + 5 * n, planes + 6 * n,
+                                planes + 7 * n, planes + 8 * n, planes + 9 * n, planes + 10 * n, coef,
+                                (uint8_t *)I /* I is not read in stage 2: 4n bytes for the flags */};
+        ok = run_split(matte_rows, &job, sizeof job, lh, threads);
+        job.stage = 2;
+        ok = ok && run_split(matte_rows, &job, sizeof job, lh, threads);
     }
-    float *ones = tmp + lw + 2 * (size_t)r; /* the box's kernel: 2r+1 weights of 1/(2r+1) */
-    for (int j = 0; j < 2 * r + 1; j++)
-        ones[j] = (float)(1.0 / (2 * r + 1));
-    float *restrict I = planes, *restrict Ip = planes + n, *restrict II = planes + 2 * n;
-    float *mI = planes + 3 * n, *mp = planes + 4 * n, *mIp = planes + 5 * n, *mII = planes + 6 * n;
-    float *a = Ip, *b = II, *ma = planes + 7 * n, *mb = planes + 8 * n; /* reuse once boxed */
-    const float inv255 = 1.0f / 255.0f;
-    for (size_t i = 0; i < n; i++) {
-        float g = (float)luma[i] * inv255;
-        I[i] = g;
-        Ip[i] = g * p[i];
-        II[i] = g * g;
-    }
-    filter2(I, mI, lh, lw, 1, r, ones, ry, rx, tmp, rows);
-    filter2(p, mp, lh, lw, 1, r, ones, ry, rx, tmp, rows);
-    filter2(Ip, mIp, lh, lw, 1, r, ones, ry, rx, tmp, rows);
-    filter2(II, mII, lh, lw, 1, r, ones, ry, rx, tmp, rows);
-    for (size_t i = 0; i < n; i++) {
-        float cov = mIp[i] - mI[i] * mp[i];
-        float var = mII[i] - mI[i] * mI[i];
-        float ai = cov / (var + eps);
-        a[i] = ai;
-        b[i] = mp[i] - ai * mI[i];
-    }
-    filter2(a, ma, lh, lw, 1, r, ones, ry, rx, tmp, rows);
-    filter2(b, mb, lh, lw, 1, r, ones, ry, rx, tmp, rows);
-    /* per cell: 1 where α = 1 for every luminance, 2 where α = 0 likewise (bit flags), 0 otherwise */
-    uint8_t *flat = (uint8_t *)I; /* I is no longer needed: 2n bytes of it */
-    for (size_t i = 0; i < n; i++) {
-        float af = ma[i] * inv255;
-        coef[2 * i] = af;
-        coef[2 * i + 1] = mb[i];
-        unsigned is_flat = fabsf(af) * 255.0f <= settled;
-        unsigned one = mb[i] >= 1.0f - settled, zero = mb[i] <= settled;
-        flat[i] = (uint8_t)((one | (zero << 1)) & (0u - is_flat));
-    }
-    /* a full-resolution pixel mixes a cell with its neighbours: a cell is interior (background) only
-     * if its whole 3×3 neighbourhood is, the edge cells repeated (cv2.erode, BORDER_REPLICATE):
-     * the AND across each row into `across`, then down the columns */
-    uint8_t *across = flat + n;
-    erode3_rows(flat, across, lh, lw);
-    for (int y = 0; y < lh; y++) {
-        const uint8_t *up = across + (size_t)(y > 0 ? y - 1 : 0) * lw, *mid = across + (size_t)y * lw;
-        const uint8_t *down = across + (size_t)(y + 1 < lh ? y + 1 : lh - 1) * lw;
-        uint8_t *k = kind + (size_t)y * lw;
-        for (int x = 0; x < lw; x++) {
-            unsigned all = up[x] & mid[x] & down[x]; /* 1 interior, 2 background, 0 band: never 3 */
-            k[x] = (uint8_t)(CELL_BAND - (all & 1) - (all & 2)); /* CELL_INTERIOR, CELL_BACKGROUND, CELL_BAND */
+    if (ok) {
+        /* a full-resolution pixel mixes a cell with its neighbours: a cell is interior (background)
+         * only if its whole 3×3 neighbourhood is, the edge cells repeated (cv2.erode,
+         * BORDER_REPLICATE): the AND across each row into `across`, then down the columns */
+        uint8_t *flat = (uint8_t *)planes, *across = flat + n;
+        erode3_rows(flat, across, lh, lw);
+        for (int y = 0; y < lh; y++) {
+            const uint8_t *up = across + (size_t)(y > 0 ? y - 1 : 0) * lw, *mid = across + (size_t)y * lw;
+            const uint8_t *down = across + (size_t)(y + 1 < lh ? y + 1 : lh - 1) * lw;
+            uint8_t *k = kind + (size_t)y * lw;
+            for (int x = 0; x < lw; x++) {
+                unsigned all = up[x] & mid[x] & down[x]; /* 1 interior, 2 background, 0 band: never 3 */
+                k[x] = (uint8_t)(CELL_BAND - (all & 1) - (all & 2)); /* 1, 0 or 2 */
+            }
         }
     }
     free(planes);
     free(ry);
     free(rx);
+    free(ones);
+    return ok ? 0 : -1;
+}
+
+/* The blur's rows shared by threads: the weighted frame filtered, then divided by its weight. */
+struct blur_job {
+    struct rows part; /* first: see run_split */
+    int sw, r;
+    const float *k;
+    const int *ry, *rx;
+    const float *acc;
+    float *blurred;
+    float add[4];
+    uint8_t *out;
+    long ostride;
+};
+
+static void *blur_rows(void *arg) {
+    struct blur_job *j = arg;
+    int sw = j->sw, r = j->r;
+    float *tmp = malloc(sizeof(float) * ((size_t)sw + 2 * (size_t)r) * 4);
+    const float **rows = malloc(sizeof(float *) * (2 * (size_t)r + 1));
+    if (!tmp || !rows) {
+        free(tmp);
+        free(rows);
+        j->part.ok = 0;
+        return NULL;
+    }
+    filter2(j->acc, j->blurred, j->part.y0, j->part.y1, sw, 4, r, j->k, j->ry, j->rx, tmp, rows);
+    for (int y = j->part.y0; y < j->part.y1; y++) {
+        uint8_t *o = j->out + (size_t)y * j->ostride;
+        const float *q = j->blurred + (size_t)y * sw * 4;
+        for (int x = 0; x < sw; x++, q += 4) {
+            float den = q[3] + j->add[3];
+            for (int ch = 0; ch < 3; ch++) {
+                float v = (q[ch] + j->add[ch]) * 255.0f / den;
+                long iv = lrintf(v);
+                o[3 * x + ch] = (uint8_t)(iv < 0 ? 0 : (iv > 255 ? 255 : iv));
+            }
+        }
+    }
     free(tmp);
     free(rows);
-    return 0;
+    j->part.ok = 1;
+    return NULL;
 }
 
 /* The mask-normalised blur at the blur's resolution (background.masked_blur_low, after the dilate).
@@ -416,10 +576,11 @@ HOT int ep_low_matte(const uint8_t *restrict luma, const float *restrict p, int 
  * k, ks:   the Gaussian kernel (cv2.getGaussianKernel), odd length
  * fill_w:  the weight of the background's mean colour added everywhere
  * out:     sh×sw×3 uint8, rows `ostride` bytes apart: Σ k·w·F / Σ k·w, w = clip(1 − 3a, 0, 1)
+ * threads: how many threads share the rows of the filter and the division
  * Returns 0, or -1 for sizes that do not fit or when memory runs out.
  */
 int ep_masked_blur(const uint8_t *small, long sstride, const float *a, int sh, int sw, const float *k, int ks,
-                   float fill_w, uint8_t *out, long ostride) {
+                   float fill_w, uint8_t *out, long ostride, int threads) {
     if (sh <= 0 || sw <= 0 || ks <= 0 || ks % 2 == 0 || sstride < 3L * sw || ostride < 3L * sw)
         return -1;
     size_t n = (size_t)sh * sw;
@@ -457,30 +618,16 @@ int ep_masked_blur(const uint8_t *small, long sstride, const float *a, int sh, i
     add[3] = fill_w * 255.0f;
     int r = ks / 2;
     int *ry = reflect_table(sh, r), *rx = reflect_table(sw, r);
-    float *tmp = malloc(sizeof(float) * ((size_t)sw + 2 * (size_t)r) * 4);
-    const float **rows = malloc(sizeof(float *) * (size_t)ks);
-    int ok = ry && rx && tmp && rows;
-    if (ok)
-        filter2(acc, blurred, sh, sw, 4, r, k, ry, rx, tmp, rows);
+    int ok = ry && rx;
+    if (ok) {
+        struct blur_job job = {{0, sh, 0}, sw, r, k, ry, rx, acc, blurred, {add[0], add[1], add[2], add[3]}, out, ostride};
+        ok = run_split(blur_rows, &job, sizeof job, sh, threads);
+    }
     free(ry);
     free(rx);
-    free(tmp);
-    free(rows);
     if (!ok) {
         free(acc);
         return -1;
-    }
-    for (int y = 0; y < sh; y++) {
-        uint8_t *o = out + (size_t)y * ostride;
-        const float *q = blurred + (size_t)y * sw * 4;
-        for (int x = 0; x < sw; x++, q += 4) {
-            float den = q[3] + add[3];
-            for (int ch = 0; ch < 3; ch++) {
-                float v = (q[ch] + add[ch]) * 255.0f / den;
-                long iv = lrintf(v);
-                o[3 * x + ch] = (uint8_t)(iv < 0 ? 0 : (iv > 255 ? 255 : iv));
-            }
-        }
     }
     free(acc);
     return 0;

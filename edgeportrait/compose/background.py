@@ -122,7 +122,8 @@ def masked_blur_low(
     lib = native.library()
     if lib is not None:  # the rest in one C call (the same arithmetic, float rounding aside)
         ksize = round(sigma_low * 8 + 1) | 1  # the size cv2.GaussianBlur picks for float images
-        return native.masked_blur(lib, small, a, cv2.getGaussianKernel(ksize, sigma_low, cv2.CV_32F), FILL_WEIGHT)
+        kernel = cv2.getGaussianKernel(ksize, sigma_low, cv2.CV_32F)
+        return native.masked_blur(lib, small, a, kernel, FILL_WEIGHT, native.threads())
     # pixels that are a third or more person carry its colour: weight 0
     weight = 1.0 - 3.0 * a
     np.clip(weight, 0.0, 1.0, out=weight)

@@ -66,7 +66,7 @@ def render(frame: np.ndarray, low: LowMatte, out: np.ndarray) -> np.ndarray:
     if lib is None:
         return render_opencv(frame, low, out)
     assert frame.shape[:2] == low.full_shape, "frame must be the matte's factor times its working size"
-    native.render_band(lib, frame, out, low)
+    native.render_band(lib, frame, out, low, native.threads())
     return out
 
 

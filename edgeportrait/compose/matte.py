@@ -194,7 +194,7 @@ def make_low_matte(
         luma = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         lib = native.library()
         if lib is not None:
-            coef, kind = native.low_matte(lib, luma, p_low, radius_low, eps, SETTLED)
+            coef, kind = native.low_matte(lib, luma, p_low, radius_low, eps, SETTLED, native.threads())
             return LowMatte(coef, p_low, kind, factor)
         guide = luma.astype(np.float32)
         guide *= np.float32(1 / 255)

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ABI = 2  # EP_BAND_ABI in _band.c: a library built from another version is not called
+ABI = 4  # EP_BAND_ABI in _band.c: a library built from another version is not called
 LIBRARY = Path(__file__).with_name("_band.so")
 SOURCE = Path(__file__).with_name("_band.c")
 ENV = "EDGEPORTRAIT_NATIVE"
@@ -56,12 +57,12 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     if abi != ABI:
         return None, f"OpenCV path ({LIBRARY.name} has ABI {abi}, this version needs {ABI}: reinstall)"
     p, i, long_ = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.ep_render_band.argtypes = [p, long_, p, long_, i, i, p, p, i, i, i]
+    lib.ep_render_band.argtypes = [p, long_, p, long_, i, i, p, p, i, i, i, i]
     lib.ep_render_band.restype = i
     f32 = ctypes.c_float
-    lib.ep_low_matte.argtypes = [p, p, i, i, i, f32, f32, p, p]
+    lib.ep_low_matte.argtypes = [p, p, i, i, i, f32, f32, p, p, i]
     lib.ep_low_matte.restype = i
-    lib.ep_masked_blur.argtypes = [p, long_, p, i, i, p, i, f32, p, long_]
+    lib.ep_masked_blur.argtypes = [p, long_, p, i, i, p, i, f32, p, long_, i]
     lib.ep_masked_blur.restype = i
     return lib, f"C band pass ({LIBRARY})"
 
@@ -96,8 +97,16 @@ def _rows_packed(a: np.ndarray) -> bool:
     return a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 and a.strides[2] == 1 and a.strides[1] == 3
 
 
-def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMatte) -> None:
-    """Copies the interior and blends the band of ``frame`` into ``out`` (which holds B), in C."""
+def threads() -> int:
+    """Threads for one call: as many as OpenCV may use (``cv2.setNumThreads``; 1 in ``process``'s workers)."""
+    return max(1, cv2.getNumThreads())
+
+
+def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMatte, n_threads: int = 1) -> None:
+    """Copies the interior and blends the band of ``frame`` into ``out`` (which holds B), in C.
+
+    ``n_threads`` threads share the rows (the GIL is released for the whole call).
+    """
     h, w = frame.shape[:2]
     if not _rows_packed(frame) or frame.strides[0] < 3 * w:  # e.g. a flipped view: rows go backwards
         frame = np.ascontiguousarray(frame)
@@ -110,7 +119,7 @@ def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMa
         raise ValueError(f"render_band: shapes do not fit: frame {frame.shape}, out {out.shape}, coef {coef.shape}")
     rc = lib.ep_render_band(
         frame.ctypes.data, frame.strides[0], out.ctypes.data, out.strides[0], h, w,
-        coef.ctypes.data, kind.ctypes.data, lh, lw, low.factor,
+        coef.ctypes.data, kind.ctypes.data, lh, lw, low.factor, n_threads,
     )  # fmt: skip
     if rc != 0:
         raise ValueError(
@@ -123,7 +132,7 @@ def _plane(a: np.ndarray, dtype: type) -> np.ndarray:
 
 
 def low_matte(
-    lib: ctypes.CDLL, luma: np.ndarray, p: np.ndarray, radius: int, eps: float, settled: float
+    lib: ctypes.CDLL, luma: np.ndarray, p: np.ndarray, radius: int, eps: float, settled: float, n_threads: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """The guided filter's coefficients (lh, lw, 2) and the cells' kinds (lh, lw), in C.
 
@@ -137,7 +146,7 @@ def low_matte(
     coef = np.empty((lh, lw, 2), np.float32)
     kind = np.empty((lh, lw), np.uint8)
     rc = lib.ep_low_matte(
-        luma.ctypes.data, p.ctypes.data, lh, lw, radius, eps, settled, coef.ctypes.data, kind.ctypes.data
+        luma.ctypes.data, p.ctypes.data, lh, lw, radius, eps, settled, coef.ctypes.data, kind.ctypes.data, n_threads
     )
     if rc != 0:
         raise MemoryError(f"low_matte: no memory for a {lw}x{lh} guided filter")
@@ -145,7 +154,7 @@ def low_matte(
 
 
 def masked_blur(
-    lib: ctypes.CDLL, small: np.ndarray, alpha: np.ndarray, kernel: np.ndarray, fill_weight: float
+    lib: ctypes.CDLL, small: np.ndarray, alpha: np.ndarray, kernel: np.ndarray, fill_weight: float, n_threads: int = 1
 ) -> np.ndarray:
     """The mask-normalised blur of ``small`` (BGR uint8) in C: a new array of its size.
 
@@ -162,7 +171,7 @@ def masked_blur(
     out = np.empty((sh, sw, 3), np.uint8)
     rc = lib.ep_masked_blur(
         small.ctypes.data, small.strides[0], alpha.ctypes.data, sh, sw, kernel.ctypes.data, kernel.size,
-        fill_weight, out.ctypes.data, out.strides[0],
+        fill_weight, out.ctypes.data, out.strides[0], n_threads,
     )  # fmt: skip
     if rc != 0:
         raise MemoryError(f"masked_blur: no memory for a {sw}x{sh} blur")
