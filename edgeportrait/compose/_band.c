@@ -347,16 +347,44 @@ static void pad_row(const float *src, float *pad, int w, int c, int r, const int
         }
 }
 
-/* out[i] (+)= Σ_j k[j] · rows[j][i] for up to four rows at once (fewer passes over `out`) */
+/* out[i] (+)= Σ_j k[j] · rows[j][i] for m = 1…4 rows at once (fewer passes over `out`) */
 HOT static void sum4(const float *const *rows, const float *k, int m, int n, int add, float *restrict out) {
     const float *restrict r0 = rows[0], *restrict r1 = rows[m > 1 ? 1 : 0];
     const float *restrict r2 = rows[m > 2 ? 2 : 0], *restrict r3 = rows[m > 3 ? 3 : 0];
     float k0 = k[0], k1 = m > 1 ? k[1] : 0.f, k2 = m > 2 ? k[2] : 0.f, k3 = m > 3 ? k[3] : 0.f;
-    float keep = add ? 1.f : 0.f;
-    if (!add) /* out may hold anything, NaN included: 0·NaN would stay NaN */
-        memset(out, 0, sizeof(float) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        out[i] = keep * out[i] + k0 * r0[i] + k1 * r1[i] + k2 * r2[i] + k3 * r3[i];
+    switch (m * 2 + (add != 0)) {
+    case 2:
+        for (int i = 0; i < n; i++)
+            out[i] = k0 * r0[i];
+        break;
+    case 3:
+        for (int i = 0; i < n; i++)
+            out[i] += k0 * r0[i];
+        break;
+    case 4:
+        for (int i = 0; i < n; i++)
+            out[i] = k0 * r0[i] + k1 * r1[i];
+        break;
+    case 5:
+        for (int i = 0; i < n; i++)
+            out[i] += k0 * r0[i] + k1 * r1[i];
+        break;
+    case 6:
+        for (int i = 0; i < n; i++)
+            out[i] = k0 * r0[i] + k1 * r1[i] + k2 * r2[i];
+        break;
+    case 7:
+        for (int i = 0; i < n; i++)
+            out[i] += k0 * r0[i] + k1 * r1[i] + k2 * r2[i];
+        break;
+    case 8:
+        for (int i = 0; i < n; i++)
+            out[i] = k0 * r0[i] + k1 * r1[i] + k2 * r2[i] + k3 * r3[i];
+        break;
+    default:
+        for (int i = 0; i < n; i++)
+            out[i] += k0 * r0[i] + k1 * r1[i] + k2 * r2[i] + k3 * r3[i];
+    }
 }
 
 /* out[i] = Σ_j k[j] · rows[j][i] over n values */
@@ -401,63 +429,112 @@ HOT static void erode3_rows(const uint8_t *restrict src, uint8_t *restrict dst, 
     }
 }
 
-/* The guided filter's planes, shared by the threads that do its rows. */
+/* The guided filter, streamed: a worker walks its rows once, keeping only the last 2r+1 rows of each
+ * intermediate (the guide and its products, then a and b) in rings that stay in the cache. Its
+ * first rows start 2r rows early (the windows reach that far); each row is computed from the same
+ * rows in the same order whatever the split, so the threads' results are those of one. */
 struct matte_job {
     struct rows part; /* first: see run_split */
-    int stage;        /* 1: the means of I, p, Ip, II and then a, b; 2: the means of a, b and then the flags */
-    int lw, r;
+    int lh, lw, r;
     float eps, settled;
+    const uint8_t *luma;
     const float *p, *ones;
-    const int *ry, *rx;
-    float *I, *Ip, *II, *mI, *mp, *mIp, *mII, *a, *b, *ma, *mb, *coef;
+    const int *rx;
+    float *coef;
     uint8_t *flat;
 };
 
+/* row y's ring slot: every row a window needs lies within 2r+1 consecutive rows (see reflect) */
+static float *ring_row(float *ring, int y, int r, int lw) { return ring + (size_t)(y % (2 * r + 1)) * lw; }
+
+/* One row of a box-filtered plane: the window's rows summed, then along the row. The plane is a
+ * ring of 2r+1 rows (`ring` != 0) or whole. */
+static void box_row(const float *plane, int ring, int y, int h, int lw, int r, const float *ones, const int *rx,
+                    float *tmp, const float **rows, float *dst) {
+    for (int j = 0; j < 2 * r + 1; j++) {
+        int yy = reflect(y + j - r, h);
+        rows[j] = ring ? ring_row((float *)plane, yy, r, lw) : plane + (size_t)yy * lw;
+    }
+    sum_rows(rows, ones, 2 * r + 1, lw, dst);
+    pad_row(dst, tmp, lw, 1, r, rx);
+    for (int j = 0; j < 2 * r + 1; j++)
+        rows[j] = tmp + j;
+    sum_rows(rows, ones, 2 * r + 1, lw, dst);
+}
+
+/* A row of the guide I = Y/255 and its products with p and with itself. */
+HOT static void guide_row(const uint8_t *restrict luma, const float *restrict p, int lw, float *restrict I,
+                          float *restrict Ip, float *restrict II) {
+    for (int x = 0; x < lw; x++) {
+        float g = (float)luma[x] * (1.0f / 255.0f);
+        I[x] = g;
+        Ip[x] = g * p[x];
+        II[x] = g * g;
+    }
+}
+
+/* A row of the guided filter's a and b from the means of I, p, Ip and II. */
+HOT static void ab_row(const float *restrict mI, const float *restrict mp, const float *restrict mIp,
+                       const float *restrict mII, float eps, int lw, float *restrict a, float *restrict b) {
+    for (int x = 0; x < lw; x++) {
+        float cov = mIp[x] - mI[x] * mp[x];
+        float var = mII[x] - mI[x] * mI[x];
+        float ai = cov / (var + eps);
+        a[x] = ai;
+        b[x] = mp[x] - ai * mI[x];
+    }
+}
+
+/* A row of the coefficients (a/255, b interleaved) and of the flags: 1 where α = 1 for every
+ * luminance, 2 where α = 0 likewise, 0 otherwise. */
+HOT static void coef_row(const float *restrict ma, const float *restrict mb, float settled, int lw, float *restrict coef,
+                         uint8_t *restrict flat) {
+    for (int x = 0; x < lw; x++) {
+        float af = ma[x] * (1.0f / 255.0f);
+        coef[2 * x] = af;
+        coef[2 * x + 1] = mb[x];
+        unsigned is_flat = fabsf(af) * 255.0f <= settled;
+        unsigned one = mb[x] >= 1.0f - settled, zero = mb[x] <= settled;
+        flat[x] = (uint8_t)((one | (zero << 1)) & (0u - is_flat));
+    }
+}
+
 static void *matte_rows(void *arg) {
     struct matte_job *j = arg;
-    int y0 = j->part.y0, y1 = j->part.y1, lw = j->lw, r = j->r;
-    float *tmp = malloc(sizeof(float) * ((size_t)lw + 2 * (size_t)r));
-    const float **rows = malloc(sizeof(float *) * (2 * (size_t)r + 1));
-    if (!tmp || !rows) {
-        free(tmp);
+    int lh = j->lh, lw = j->lw, r = j->r, y0 = j->part.y0, y1 = j->part.y1, win = 2 * r + 1;
+    /* rings: I, Ip, II, a, b (p is whole); rows: 6 means; a padded row; the window's row pointers */
+    float *buf = malloc(sizeof(float) * ((size_t)5 * win * lw + 6 * (size_t)lw + (size_t)lw + 2 * (size_t)r));
+    const float **rows = malloc(sizeof(float *) * (size_t)win);
+    if (!buf || !rows) {
+        free(buf);
         free(rows);
         j->part.ok = 0;
         return NULL;
     }
-    size_t i0 = (size_t)y0 * lw, i1 = (size_t)y1 * lw;
-    if (j->stage == 1) {
-        filter2(j->I, j->mI, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
-        filter2(j->p, j->mp, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
-        filter2(j->Ip, j->mIp, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
-        filter2(j->II, j->mII, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
-        const float *restrict mI = j->mI, *restrict mp = j->mp, *restrict mIp = j->mIp, *restrict mII = j->mII;
-        float *restrict a = j->a, *restrict b = j->b;
-        float eps = j->eps;
-        for (size_t i = i0; i < i1; i++) {
-            float cov = mIp[i] - mI[i] * mp[i];
-            float var = mII[i] - mI[i] * mI[i];
-            float ai = cov / (var + eps);
-            a[i] = ai;
-            b[i] = mp[i] - ai * mI[i];
+    size_t ring = (size_t)win * lw;
+    float *rI = buf, *rIp = rI + ring, *rII = rIp + ring, *ra = rII + ring, *rb = ra + ring;
+    float *mI = rb + ring, *mp = mI + lw, *mIp = mp + lw, *mII = mIp + lw, *ma = mII + lw, *mb = ma + lw;
+    float *tmp = mb + lw;
+    /* rows of a and b in [y0 − r, y1 + r), of the guide in [y0 − 2r, y1 + 2r), clamped to the image */
+    int in_next = y0 - 2 * r < 0 ? 0 : y0 - 2 * r, ab_next = y0 - r < 0 ? 0 : y0 - r;
+    for (int y = y0; y < y1; y++) {
+        int ab_last = y + r < lh - 1 ? y + r : lh - 1;
+        for (; ab_next <= ab_last; ab_next++) {
+            int in_last = ab_next + r < lh - 1 ? ab_next + r : lh - 1;
+            for (; in_next <= in_last; in_next++)
+                guide_row(j->luma + (size_t)in_next * lw, j->p + (size_t)in_next * lw, lw, ring_row(rI, in_next, r, lw),
+                          ring_row(rIp, in_next, r, lw), ring_row(rII, in_next, r, lw));
+            box_row(rI, 1, ab_next, lh, lw, r, j->ones, j->rx, tmp, rows, mI);
+            box_row(j->p, 0, ab_next, lh, lw, r, j->ones, j->rx, tmp, rows, mp);
+            box_row(rIp, 1, ab_next, lh, lw, r, j->ones, j->rx, tmp, rows, mIp);
+            box_row(rII, 1, ab_next, lh, lw, r, j->ones, j->rx, tmp, rows, mII);
+            ab_row(mI, mp, mIp, mII, j->eps, lw, ring_row(ra, ab_next, r, lw), ring_row(rb, ab_next, r, lw));
         }
-    } else {
-        filter2(j->a, j->ma, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
-        filter2(j->b, j->mb, y0, y1, lw, 1, r, j->ones, j->ry, j->rx, tmp, rows);
-        /* per cell: 1 where α = 1 for every luminance, 2 where α = 0 likewise (bit flags), 0 otherwise */
-        const float *restrict ma = j->ma, *restrict mb = j->mb;
-        float *restrict coef = j->coef;
-        uint8_t *restrict flat = j->flat;
-        float settled = j->settled;
-        for (size_t i = i0; i < i1; i++) {
-            float af = ma[i] * (1.0f / 255.0f);
-            coef[2 * i] = af;
-            coef[2 * i + 1] = mb[i];
-            unsigned is_flat = fabsf(af) * 255.0f <= settled;
-            unsigned one = mb[i] >= 1.0f - settled, zero = mb[i] <= settled;
-            flat[i] = (uint8_t)((one | (zero << 1)) & (0u - is_flat));
-        }
+        box_row(ra, 1, y, lh, lw, r, j->ones, j->rx, tmp, rows, ma);
+        box_row(rb, 1, y, lh, lw, r, j->ones, j->rx, tmp, rows, mb);
+        coef_row(ma, mb, j->settled, lw, j->coef + (size_t)y * lw * 2, j->flat + (size_t)y * lw);
     }
-    free(tmp);
+    free(buf);
     free(rows);
     j->part.ok = 1;
     return NULL;
@@ -475,39 +552,26 @@ static void *matte_rows(void *arg) {
  * threads: how many threads share the rows
  * Returns 0, or -1 for sizes that do not fit or when memory runs out.
  */
-HOT int ep_low_matte(const uint8_t *restrict luma, const float *restrict p, int lh, int lw, int r, float eps,
-                     float settled, float *restrict coef, uint8_t *restrict kind, int threads) {
+int ep_low_matte(const uint8_t *luma, const float *p, int lh, int lw, int r, float eps, float settled, float *coef,
+                 uint8_t *kind, int threads) {
     if (lh <= 0 || lw <= 0 || r < 1)
         return -1;
     size_t n = (size_t)lh * lw;
-    float *planes = malloc(sizeof(float) * 11 * n);
-    int *ry = reflect_table(lh, r), *rx = reflect_table(lw, r);
+    uint8_t *flat = malloc(2 * n);
+    int *rx = reflect_table(lw, r);
     float *ones = malloc(sizeof(float) * (2 * (size_t)r + 1)); /* the box's kernel: weights 1/(2r+1) */
-    int ok = planes && ry && rx && ones;
+    int ok = flat && rx && ones;
     if (ok) {
         for (int j = 0; j < 2 * r + 1; j++)
             ones[j] = (float)(1.0 / (2 * r + 1));
-        float *restrict I = planes, *restrict Ip = planes + n, *restrict II = planes + 2 * n;
-        const float inv255 = 1.0f / 255.0f;
-        for (size_t i = 0; i < n; i++) {
-            float g = (float)luma[i] * inv255;
-            I[i] = g;
-            Ip[i] = g * p[i];
-            II[i] = g * g;
-        }
-        struct matte_job job = {{0, lh, 0}, 1, lw, r, eps, settled, p, ones, ry, rx,
-                                I, Ip, II, planes + 3 * n, planes + 4 * n, planes + 5 * n, planes + 6 * n,
-                                planes + 7 * n, planes + 8 * n, planes + 9 * n, planes + 10 * n, coef,
-                                (uint8_t *)I /* I is not read in stage 2: 4n bytes for the flags */};
+        struct matte_job job = {{0, lh, 0}, lh, lw, r, eps, settled, luma, p, ones, rx, coef, flat};
         ok = run_split(matte_rows, &job, sizeof job, lh, threads);
-        job.stage = 2;
-        ok = ok && run_split(matte_rows, &job, sizeof job, lh, threads);
     }
     if (ok) {
         /* a full-resolution pixel mixes a cell with its neighbours: a cell is interior (background)
          * only if its whole 3×3 neighbourhood is, the edge cells repeated (cv2.erode,
          * BORDER_REPLICATE): the AND across each row into `across`, then down the columns */
-        uint8_t *flat = (uint8_t *)planes, *across = flat + n;
+        uint8_t *across = flat + n;
         erode3_rows(flat, across, lh, lw);
         for (int y = 0; y < lh; y++) {
             const uint8_t *up = across + (size_t)(y > 0 ? y - 1 : 0) * lw, *mid = across + (size_t)y * lw;
@@ -519,8 +583,7 @@ HOT int ep_low_matte(const uint8_t *restrict luma, const float *restrict p, int 
             }
         }
     }
-    free(planes);
-    free(ry);
+    free(flat);
     free(rx);
     free(ones);
     return ok ? 0 : -1;
@@ -539,7 +602,7 @@ struct blur_job {
     long ostride;
 };
 
-static void *blur_rows(void *arg) {
+HOT static void *blur_rows(void *arg) {
     struct blur_job *j = arg;
     int sw = j->sw, r = j->r;
     float *tmp = malloc(sizeof(float) * ((size_t)sw + 2 * (size_t)r) * 4);
