@@ -86,7 +86,7 @@ from types import ModuleType
 
 import cv2
 import numpy as np
-from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
+from machine import machine, one_blas_thread  # benchmarks/machine.py (this script's directory is on sys.path)
 
 from edgeportrait import allocator
 from edgeportrait.compose import Compositor, blur_sigma, fast_blur, make_background, naive_compose, prepare
@@ -235,6 +235,7 @@ def measure(runs: int, threads: int, baseline: ModuleType | None = None) -> dict
 
 
 def main() -> None:
+    one_blas_thread()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--threads", default="2", help="cv2 thread counts to try, e.g. 1,2")

@@ -59,7 +59,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 from bench_compose import SIZES, scene  # this script's directory is on sys.path
-from machine import machine  # benchmarks/machine.py
+from machine import machine, one_blas_thread  # benchmarks/machine.py
 
 from edgeportrait import allocator
 from edgeportrait.compose import Compositor, blur_sigma, native, prepare
@@ -219,6 +219,7 @@ def floor(runs: int) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
+    one_blas_thread()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--device", default="CPU", help="OpenVINO device for the OpenVINO variant (CPU, GPU, NPU)")

@@ -7,6 +7,7 @@ AVX-512 with VNNI, AMX...), so each benchmark names it beside its results.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 FLAGS = {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}
@@ -25,3 +26,17 @@ def machine() -> str:
         pass
     isa = sorted(flags & FLAGS) or ["none of avx2/vnni/amx"]
     return f"{model}, {os.cpu_count()} cores, {' '.join(isa)}"
+
+
+def one_blas_thread() -> None:
+    """Re-run this script with numpy's OpenBLAS on one thread, as ``edgeportrait``'s CLI runs it.
+
+    OpenBLAS starts a thread per core when numpy is imported and they spin
+    waiting for work: in a timing loop on two cores they take a share of the
+    second core from whatever is measured there (OpenCV's threads, the C
+    passes'). The variable is read when numpy loads, so the process starts
+    again with it set; a value the user set is kept.
+    """
+    if "OPENBLAS_NUM_THREADS" not in os.environ:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        os.execv(sys.executable, [sys.executable, *sys.argv])

@@ -43,6 +43,10 @@
 
 enum { CELL_BACKGROUND = 0, CELL_INTERIOR = 1, CELL_BAND = 2 };
 
+/* coefficient columns fewer than this many cells apart are interpolated as one run (a run's call
+ * costs about what interpolating a few cells does) */
+enum { COEF_GAP = 8 };
+
 int ep_band_abi(void) { return EP_BAND_ABI; }
 
 /* For each destination index d of a resize from ssize to dsize: the two source taps and the
@@ -67,15 +71,31 @@ static void taps(int dsize, int ssize, int *i0, int *i1, float *w) {
     }
 }
 
-/* A source row of the coefficients (float, 2 channels interleaved), interpolated across, as two
- * planes, for the output columns [xa, xb) only. */
-static void coef_hrow(const float *src, int xa, int xb, const int *x0, const int *x1, const float *wx, float *a,
-                      float *b) {
-    for (int x = xa; x < xb; x++) {
-        const float *p = src + 2 * x0[x], *q = src + 2 * x1[x];
-        float w = wx[x];
-        a[x] = p[0] + w * (q[0] - p[0]);
-        b[x] = p[1] + w * (q[1] - p[1]);
+/* A source row of the coefficients (float, 2 channels interleaved) interpolated across to the cells
+ * [c0, c1), as two planes indexed by output column. The output is exactly f times wider (f a power
+ * of two), so cv2.resize's taps repeat with each cell: column c·f + k mixes cells c−1 and c for
+ * k < f/2 and c and c+1 for the rest, with the weight wk[k] of the second; the edge cell repeated. */
+HOT static void coef_hrow(const float *src, int lw, int f, int c0, int c1, const float *wk, float *restrict a,
+                          float *restrict b) {
+    if (f == 1) {
+        for (int c = c0; c < c1; c++) {
+            a[c] = src[2 * c];
+            b[c] = src[2 * c + 1];
+        }
+        return;
+    }
+    int h = f / 2;
+    for (int c = c0; c < c1; c++) {
+        const float *l = src + 2 * (c > 0 ? c - 1 : 0), *m = src + 2 * c, *r = src + 2 * (c < lw - 1 ? c + 1 : lw - 1);
+        float *ao = a + (size_t)c * f, *bo = b + (size_t)c * f;
+        for (int k = 0; k < h; k++) {
+            ao[k] = l[0] + wk[k] * (m[0] - l[0]);
+            bo[k] = l[1] + wk[k] * (m[1] - l[1]);
+        }
+        for (int k = h; k < f; k++) {
+            ao[k] = m[0] + wk[k] * (r[0] - m[0]);
+            bo[k] = m[1] + wk[k] * (r[1] - m[1]);
+        }
     }
 }
 
@@ -159,14 +179,15 @@ struct band_job {
     long fstride, ostride;
     int W, f, lw;
     const float *coef;
-    const int *cx0, *cx1, *cy0, *cy1;
-    const float *cwx, *cwy;
-    const int *runs, *band_ext, *coef_ext;
+    const float *wk; /* across: the second tap's weight per column of a cell (see coef_hrow) */
+    const int *cy0, *cy1;
+    const float *cwy;
+    const int *runs, *band_ext, *coef_runs; /* coef_runs: see ep_render_band */
     size_t run_row;
 };
 
 /* The rows [y0, y1) of a job, with scratch of its own (the coefficient rows it interpolated last). */
-static void *band_rows(void *arg) {
+HOT static void *band_rows(void *arg) {
     struct band_job *j = arg;
     int W = j->W, f = j->f;
     uint16_t *alpha = malloc(sizeof(uint16_t) * 4 * (size_t)W);
@@ -201,9 +222,9 @@ static void *band_rows(void *arg) {
                         k = slot[0] == 0 ? 1 : 0; /* keep the row just found for need[0] */
                     else
                         k = have[0] < have[1] ? 0 : 1;
-                    const int *cx = j->coef_ext + 2 * (size_t)need[q];
-                    coef_hrow(j->coef + (size_t)need[q] * j->lw * 2, cx[0], cx[1], j->cx0, j->cx1, j->cwx, ca[k],
-                              cb[k]);
+                    const float *src = j->coef + (size_t)need[q] * j->lw * 2;
+                    for (const int *cr = j->coef_runs + (size_t)need[q] * (j->lw + 2); *cr >= 0; cr += 2)
+                        coef_hrow(src, j->lw, f, cr[0], cr[1], j->wk, ca[k], cb[k]);
                     have[k] = need[q];
                 }
                 slot[q] = k;
@@ -235,7 +256,7 @@ static void *band_rows(void *arg) {
  * out:    H×W×3 uint8, rows `ostride` bytes apart, pixels packed; B on entry, the portrait on return
  * coef:   lh×lw×2 float32, contiguous: per working cell the map (a, b) from luminance (0…255) to α
  * kind:   lh×lw uint8, contiguous: per working cell 0 (B: left as it is), 1 (F: copied), 2 (blended)
- * f:      the working factor: H == lh·f, W == lw·f
+ * f:      the working factor, a power of two: H == lh·f, W == lw·f
  * threads: how many threads share the rows (1: the caller's alone; at most EP_MAX_THREADS)
  *
  * Returns 0, or -1 when the sizes do not fit or memory runs out (then `out` may be partly written
@@ -243,25 +264,27 @@ static void *band_rows(void *arg) {
  */
 int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostride, int H, int W, const float *coef,
                    const uint8_t *kind, int lh, int lw, int f, int threads) {
-    if (H <= 0 || W <= 0 || f <= 0 || lh <= 0 || lw <= 0 || (long)lh * f != H || (long)lw * f != W ||
-        fstride < 3L * W || ostride < 3L * W)
+    if (H <= 0 || W <= 0 || f <= 0 || (f & (f - 1)) || lh <= 0 || lw <= 0 || (long)lh * f != H ||
+        (long)lw * f != W || fstride < 3L * W || ostride < 3L * W)
         return -1;
     int ok = 0;
-    size_t n = (size_t)W + (size_t)H;
-    int *ci = malloc(sizeof(int) * 2 * n);
-    float *cwf = malloc(sizeof(float) * n);
-    /* per row of cells: the band's first and end cell (first > end: no band in the row); per row of
-     * coefficients: the output columns its band pixels need, over the cell rows that read it */
-    int *band_ext = malloc(sizeof(int) * 4 * (size_t)lh);
+    int *ci = malloc(sizeof(int) * 2 * (size_t)H);
+    float *cwf = malloc(sizeof(float) * ((size_t)H + (size_t)f));
+    /* per row of cells: the band's first and end cell (first > end: no band in the row) */
+    int *band_ext = malloc(sizeof(int) * 2 * (size_t)lh);
+    /* per row of coefficients: the runs of cells whose columns band pixels read, (first, end)…, -1 */
+    int *coef_runs = malloc(sizeof(int) * (size_t)lh * ((size_t)lw + 2));
+    uint8_t *needed = malloc((size_t)lw);
     /* per row of cells, its runs of interior or band cells: (kind, first cell, end cell)…, then -1 */
     size_t run_row = 3 * (size_t)lw + 1;
     int *runs = malloc(sizeof(int) * (size_t)lh * run_row);
-    if (!ci || !cwf || !band_ext || !runs)
+    if (!ci || !cwf || !band_ext || !coef_runs || !needed || !runs)
         goto done;
-    int *cx0 = ci, *cx1 = ci + W, *cy0 = ci + 2 * W, *cy1 = ci + 2 * W + H;
-    float *cwx = cwf, *cwy = cwf + W;
-    taps(W, lw, cx0, cx1, cwx);
+    int *cy0 = ci, *cy1 = ci + H;
+    float *cwy = cwf, *wk = cwf + H;
     taps(H, lh, cy0, cy1, cwy);
+    for (int k = 0; k < f; k++) /* the position of column c·f + k between its two cells' centres */
+        wk[k] = (float)(((double)k + 0.5) / f - 0.5 + (2 * k < f ? 1.0 : 0.0));
     for (int r = 0; r < lh; r++) {
         const uint8_t *krow = kind + (size_t)r * lw;
         int *run = runs + (size_t)r * run_row;
@@ -286,26 +309,44 @@ int ep_render_band(const uint8_t *frame, long fstride, uint8_t *out, long ostrid
         *run = -1;
     }
     /* output row y of cell row r mixes coefficient rows r-1, r or r+1 (half-pixel centres), so
-     * coefficient row i is read by the band pixels of cell rows i-1, i and i+1 */
-    int *coef_ext = band_ext + 2 * (size_t)lh;
+     * coefficient row i is read by the band cells of cell rows i-1, i and i+1, at their own columns
+     * (a band cell's pixels mix its neighbours' coefficients too, but coef_hrow fetches those itself) */
     for (int i = 0; i < lh; i++) {
-        int lo = lw, hi = 0;
+        memset(needed, 0, (size_t)lw);
         for (int r = i - 1; r <= i + 1; r++) {
             if (r < 0 || r >= lh)
                 continue;
-            lo = band_ext[2 * r] < lo ? band_ext[2 * r] : lo;
-            hi = band_ext[2 * r + 1] > hi ? band_ext[2 * r + 1] : hi;
+            const uint8_t *krow = kind + (size_t)r * lw;
+            for (int c = band_ext[2 * r]; c < band_ext[2 * r + 1]; c++)
+                needed[c] |= krow[c] == CELL_BAND;
         }
-        coef_ext[2 * i] = lo * f;
-        coef_ext[2 * i + 1] = hi * f;
+        int *cr = coef_runs + (size_t)i * ((size_t)lw + 2);
+        for (int c = 0; c < lw;) {
+            if (!needed[c]) {
+                c++;
+                continue;
+            }
+            int e = c + 1, gap = 0; /* runs fewer than COEF_GAP cells apart are done as one */
+            for (int x = e; x < lw && gap < COEF_GAP; x++) {
+                gap = needed[x] ? 0 : gap + 1;
+                if (needed[x])
+                    e = x + 1;
+            }
+            *cr++ = c;
+            *cr++ = e;
+            c = e;
+        }
+        *cr = -1;
     }
-    struct band_job base = {{0, H, 0}, frame, out, fstride, ostride, W, f, lw, coef, cx0, cx1, cy0, cy1, cwx, cwy,
-                            runs, band_ext, coef_ext, run_row};
+    struct band_job base = {{0, H, 0}, frame, out, fstride, ostride, W, f, lw, coef, wk, cy0, cy1, cwy,
+                            runs, band_ext, coef_runs, run_row};
     ok = run_split(band_rows, &base, sizeof base, H, threads);
 done:
     free(ci);
     free(cwf);
     free(band_ext);
+    free(coef_runs);
+    free(needed);
     free(runs);
     return ok ? 0 : -1;
 }
