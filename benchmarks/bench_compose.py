@@ -63,9 +63,22 @@ path) and 100 runs, 1080p 7.81 → 6.04 ms, 720p 4.83 → 3.76 ms (a quieter
 moment than the figures above), outputs within one level. Of the 6.04 ms:
 prepare 2.48 (downscale 0.59, matte 1.53), background 1.77 (upsample 0.88),
 render 1.78. A C pass that also upsampled B was slower than cv2.resize (3.90 vs
-2.59 ms for the whole full-resolution pass), and the other half of a compose
-(downscale, guided filter, blur at working resolution) is still OpenCV and
-numpy: 4 ms is not reached. ``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.
+2.59 ms for the whole full-resolution pass).
+
+Then the guided filter with the cells' kinds and the masked blur moved into the
+C library too, its passes share a frame's rows between OpenCV's number of
+threads, and the band pass interpolates coefficients only under the band. With
+``--baseline 8805fdc --threads 2,1``, 150 runs (Nov 2026, same machine, this
+script restarting itself with one OpenBLAS thread): 1080p 7.82 → 4.09 ms on two
+threads and 9.27 → 5.44 ms on one, 720p 5.47 → 3.18 and 6.01 → 3.65 ms, outputs
+within one level. Of the one-thread 5.44 ms: prepare 2.11 (downscale 0.94,
+matte 0.88), background 2.21 (upsample 1.52), render 1.32. The machine's speed
+wanders by half over minutes (the naive compositor took 78 to 139 ms in these
+runs), so compare within a run. Tried again, bit-exact with cv2.resize this
+time (its fixed point and edge rules): B upsampled inside the band pass, 3.30
+vs 3.45 ms on one thread and 2.60 vs 2.41 on two — not kept. A C 2× area
+downscale, exact with OpenCV's, was 1.55 ms against its 0.87 (not vectorised
+by the compiler). ``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.
 """
 
 from __future__ import annotations
@@ -89,7 +102,7 @@ import numpy as np
 from machine import machine, one_blas_thread  # benchmarks/machine.py (this script's directory is on sys.path)
 
 from edgeportrait import allocator
-from edgeportrait.compose import Compositor, blur_sigma, fast_blur, make_background, naive_compose, prepare
+from edgeportrait.compose import Compositor, blur_sigma, fast_blur, make_background, naive_compose, native, prepare
 from edgeportrait.compose.background import blur_factor, cover
 from edgeportrait.compose.blend import render
 from edgeportrait.compose.compositor import pad_to_factor
@@ -247,11 +260,16 @@ def main() -> None:
         allocator.tune()
     with tempfile.TemporaryDirectory() as tmp:
         baseline = load_baseline(a.baseline, Path(tmp)) if a.baseline else None
+        paths = {"compositor": native.status()}
+        if baseline is not None and hasattr(baseline, "native"):
+            paths[f"baseline {a.baseline}"] = baseline.native.status()
         results = [measure(a.runs, int(t), baseline) for t in a.threads.split(",")]
     if a.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"paths": paths, "results": results}, indent=2))
         return
     print(machine())
+    for who, path in paths.items():  # a C library older than its source is not used: say which path ran
+        print(f"{who}: {path}")
     for r in results:
         print(f"cv2 threads {r['threads']}, {r['runs']} runs (naive every 4th)")
         for label, d in r["sizes"].items():  # type: ignore[attr-defined]

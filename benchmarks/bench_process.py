@@ -260,6 +260,18 @@ def _loadavg() -> str:
         return "n/a"
 
 
+def compose_path(tree: Path, cwd: Path) -> str:
+    """Which path composes when edgeportrait is imported from ``tree`` (``native.status()``, or why not)."""
+    code = (
+        "import importlib.util as u\n"
+        "if u.find_spec('edgeportrait.compose.native') is None: print('OpenCV path (no C library in this tree)')\n"
+        "else: from edgeportrait.compose import native; print(native.status())"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env)
+    return p.stdout.strip() or f"unknown ({p.stderr.strip()[-300:]})"
+
+
 def jobs_sweep(a: argparse.Namespace) -> None:
     jobs = [int(j) for j in a.jobs.split(",")]
     trees = [Path(t).resolve() for t in a.trees.split(",")]
@@ -271,6 +283,8 @@ def jobs_sweep(a: argparse.Namespace) -> None:
         one = Path(tmp) / "one"
         one.mkdir()
         (one / "photo000.jpg").write_bytes((src / "photo000.jpg").read_bytes())
+        for tree in trees:  # a C library older than its source is not used: say which path each tree runs
+            print(f"  {tree}: compositor: {compose_path(tree, Path(tmp))}")
         rates: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
         walls: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}
         cpus: dict[tuple[int, Path], list[float]] = {k: [] for k in keys}

@@ -1,24 +1,31 @@
-/* The compositor's band pass in C: the person's interior copied from the frame and the band
- * around the silhouette blended, I = αF + (1−α)B, one output row at a time.
+/* The compositor's C library: three passes of a compose, each one call that ctypes makes with the
+ * GIL released, each sharing the frame's rows between `threads` threads (run_split):
  *
- * The OpenCV path it stands in for (edgeportrait/compose/blend.py, render_opencv) makes about a
- * hundred short OpenCV/numpy calls per 1080p frame with Python in between: the runs of interior
- * cells copied, the band's runs packed side by side, their coefficients upsampled, α computed,
- * blended and unpacked. Here it is one call, which ctypes makes with the GIL released, so the
- * photos of `process` compose side by side on the cores. 1080p, 2-core AVX2 EPYC: 2.8 ms against
- * 5.0 ms for the OpenCV path, background upsample (cv2.resize) included in both
- * (benchmarks/bench_compose_alternatives.py, 60 interleaved runs).
+ *   - ep_render_band, the band pass: the person's interior copied from the frame and the band
+ *     around the silhouette blended, I = αF + (1−α)B, one output row at a time. Its OpenCV path
+ *     (edgeportrait/compose/blend.py, render_opencv) is about a hundred short OpenCV/numpy calls
+ *     per 1080p frame with Python in between;
+ *   - ep_low_matte: the guided filter at the working resolution and the cells' kinds (interior,
+ *     band, background), streamed through rings of rows (matte.py: guided_coefficients,
+ *     cell_kinds);
+ *   - ep_masked_blur: the mask-normalised blur at the blur's resolution (background.py,
+ *     masked_blur_low).
+ *
+ * 1080p compose on a 2-core AVX2 EPYC, the OpenCV path against this (bench_compose.py --baseline
+ * 8805fdc, 150 interleaved runs, medians): 7.8 -> 4.1 ms on both cores, 9.3 -> 5.4 ms on one.
  *
  * Plain C99 and no Python headers: the wheel's build compiles it (hatch_build.py) with the C
  * compiler at hand and edgeportrait.compose.native loads it with ctypes; without a compiler the
  * OpenCV path runs, with the same look.
  *
  * The arithmetic follows OpenCV's where the result is visible, so the two paths differ by at most
- * one level (tests/test_compose_native.py):
+ * one level (tests/test_compose_native.py); the threads' split changes no byte:
  *   - the coefficients (a, b) upsampled as cv2.resize(INTER_LINEAR) places them: half-pixel
  *     centres, the edge cell repeated, in float;
  *   - luminance as cv2.cvtColor(BGR2GRAY) computes it, exactly (15-bit fixed point);
- *   - α = clamp(a·Y + b, 0, 1), blended in 8-bit fixed point, rounded to nearest.
+ *   - α = clamp(a·Y + b, 0, 1), blended in 8-bit fixed point, rounded to nearest;
+ *   - box and Gaussian windows with BORDER_REFLECT, summed in float (OpenCV's box filter sums in
+ *     double: the coefficients agree to ~1e-4, which moves no 8-bit level).
  */
 
 #include <math.h>

@@ -58,9 +58,8 @@ def render(frame: np.ndarray, low: LowMatte, out: np.ndarray) -> np.ndarray:
 
     Pixels with α = 1 get the frame exactly, α = 0 keep B exactly. The C band
     pass does it when it was built (:mod:`edgeportrait.compose.native`: one call,
-    the GIL released, ~2× faster on a 2-core AVX2 EPYC), :func:`render_opencv`
-    otherwise; the two
-    differ by at most one level.
+    the GIL released, the rows shared by OpenCV's number of threads),
+    :func:`render_opencv` otherwise; the two differ by at most one level.
     """
     lib = native.library()
     if lib is None:

@@ -1,11 +1,14 @@
-"""The compositor's band pass in C (``_band.c``), when it was built; the OpenCV path otherwise.
+"""The compositor's C library (``_band.c``), when it was built; the OpenCV path otherwise.
 
-The wheel's build (``hatch_build.py``) compiles ``_band.c`` into ``_band.so``
-beside this module when a C compiler is at hand (``pip install`` on a Pi with
-``gcc``, or any x86 box with ``build-essential``); without one it warns and the
-package is the same minus this file. It is loaded with ctypes, which releases
-the GIL for the call. The two paths give the same look: their outputs differ by
-at most one level per channel (``tests/test_compose_native.py``).
+Three passes of a compose are in it: the guided filter with the cells' kinds
+(:func:`low_matte`), the mask-normalised blur (:func:`masked_blur`) and the band
+pass (:func:`render_band`). The wheel's build (``hatch_build.py``) compiles
+``_band.c`` into ``_band.so`` beside this module when a C compiler is at hand
+(``pip install`` on a Pi with ``gcc``, or any x86 box with ``build-essential``);
+without one it warns and the package is the same minus this file. It is loaded
+with ctypes, which releases the GIL for each call; each call shares the frame's
+rows between :func:`threads` threads. The two paths give the same look: their
+outputs differ by at most one level per channel (``tests/test_compose_native.py``).
 
 ``EDGEPORTRAIT_NATIVE=0`` in the environment turns it off (to compare, or to
 rule it out); :func:`status` says which path runs and why, for the log and
