@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -314,3 +315,57 @@ def test_the_guided_filter_and_the_blur_on_several_threads_give_what_one_gives(w
         coef, kind = native.low_matte(lib, luma, p, 2, 1e-3, matte.SETTLED, n)
         assert np.array_equal(coef, coef1) and np.array_equal(kind, kind1), (w, h, n)
         assert np.array_equal(native.masked_blur(lib, small, p, kernel, 1e-3, n), blur1), (w, h, n)
+
+
+def test_calls_from_many_threads_share_the_worker_threads_or_run_alone_and_agree() -> None:
+    """Several callers asking for two threads at once: one gets the pool's workers, the others run
+    their rows on their own threads; every result is what one thread writes."""
+    lib = _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (1280, 720), interpolation=cv2.INTER_AREA)
+    work, low, out = _low(frame)
+    want = out.copy()
+    native.render_band(lib, work, want, low, 1)
+    bad: list[int] = []
+
+    def caller(k: int) -> None:
+        for _ in range(20):
+            got = out.copy()
+            native.render_band(lib, work, got, low, 2 + k % 3)
+            if not np.array_equal(got, want):
+                bad.append(k)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_worker_threads() -> None:
+    """The parent's workers do not exist in a forked child; its calls must not wait for them."""
+    lib = _lib()
+    frame = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (640, 360), interpolation=cv2.INTER_AREA)
+    work, low, out = _low(frame)
+    want = out.copy()
+    native.render_band(lib, work, want, low, 2)  # the parent's pool is up
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if two-thread calls finish and agree
+        code = 1
+        try:
+            got = out.copy()
+            native.render_band(lib, work, got, low, 2)
+            code = 0 if np.array_equal(got, want) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in the band pass")

@@ -28,8 +28,11 @@
  *     double: the coefficients agree to ~1e-4, which moves no 8-bit level).
  */
 
+#define _POSIX_C_SOURCE 200809L /* pthread_sigmask, sigfillset under -std=c99 */
+
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +143,6 @@ struct rows {
     int y0, y1, ok;
 };
 
-/* Runs `work` over rows [0, H) split into `threads` contiguous parts, the last on the calling thread,
- * each on a copy of the job `base` (`size` bytes, a struct rows first). A thread that cannot be
- * started has its part done by the caller. Returns 1 when every part reported ok. */
 #define EP_MAX_THREADS 8
 union job_slot {
     struct rows part;
@@ -150,10 +150,88 @@ union job_slot {
     double align_d;
     unsigned char raw[256];
 };
+
+/* The worker threads the passes share, started on first need and kept: starting and joining a
+ * thread per call cost ~0.1 ms here, a third of a 720p band pass. One call uses them at a time
+ * (pool_use); a call that finds them busy runs its parts on its own thread. Each batch is a work
+ * function and its job slots; workers and the caller take slots until none is left. */
+static pthread_mutex_t pool_use = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER, pool_done = PTHREAD_COND_INITIALIZER;
+static int pool_size;                  /* workers started */
+static void *(*pool_fn)(void *);       /* the batch: its work, its slots, */
+static union job_slot *pool_jobs;      /* the next slot to take, the slots in it, */
+static int pool_next, pool_count, pool_left; /* the slots not finished yet */
+static pthread_once_t pool_fork_once = PTHREAD_ONCE_INIT;
+
+static void pool_take(void) { /* called and returns with pool_lock held */
+    while (pool_next < pool_count) {
+        int i = pool_next++;
+        void *(*fn)(void *) = pool_fn;
+        union job_slot *job = &pool_jobs[i];
+        pthread_mutex_unlock(&pool_lock);
+        fn(job);
+        pthread_mutex_lock(&pool_lock);
+        if (--pool_left == 0)
+            pthread_cond_broadcast(&pool_done);
+    }
+}
+
+static void *pool_worker(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&pool_lock);
+    for (;;) {
+        while (pool_next >= pool_count)
+            pthread_cond_wait(&pool_wake, &pool_lock);
+        pool_take();
+    }
+    return NULL;
+}
+
+/* a forked child has none of the parent's threads: it starts its own when it needs them */
+static void pool_forked(void) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    pool_use = m;
+    pool_lock = m;
+    pool_wake = c;
+    pool_done = c;
+    pool_size = 0;
+    pool_next = pool_count = pool_left = 0;
+}
+
+static void pool_register_fork(void) { pthread_atfork(NULL, NULL, pool_forked); }
+
+/* Makes sure `want` workers run (called with pool_lock held); returns how many do. They block
+ * every signal: those are for the threads the process made (Python's main thread). */
+static int pool_grow(int want) {
+    pthread_once(&pool_fork_once, pool_register_fork);
+    if (pool_size >= want)
+        return pool_size;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    if (pthread_attr_init(&attr) != 0)
+        return pool_size;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (pool_size < want) {
+        pthread_t tid;
+        if (pthread_create(&tid, &attr, pool_worker, NULL) != 0)
+            break;
+        pool_size++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return pool_size;
+}
+
+/* Runs `work` over rows [0, H) split into `threads` contiguous parts, each on a copy of the job
+ * `base` (`size` bytes, a struct rows first): the last part on the calling thread, the others on
+ * the pool's workers (or on the calling thread too, when the pool is busy or cannot grow).
+ * Returns 1 when every part reported ok. */
 static int run_split(void *(*work)(void *), const void *base, size_t size, int H, int threads) {
     union job_slot jobs[EP_MAX_THREADS];
-    pthread_t tid[EP_MAX_THREADS];
-    int started[EP_MAX_THREADS] = {0};
     if (size > sizeof jobs[0].raw)
         return 0;
     threads = threads < 1 ? 1 : (threads > EP_MAX_THREADS ? EP_MAX_THREADS : threads);
@@ -164,17 +242,30 @@ static int run_split(void *(*work)(void *), const void *base, size_t size, int H
         jobs[t].part.y1 = (int)((long)H * (t + 1) / threads);
         jobs[t].part.ok = 0;
     }
-    for (int t = 0; t < threads - 1; t++)
-        started[t] = pthread_create(&tid[t], NULL, work, &jobs[t]) == 0;
-    work(&jobs[threads - 1]);
-    int ok = jobs[threads - 1].part.ok;
-    for (int t = 0; t < threads - 1; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
+    if (threads > 1 && pthread_mutex_trylock(&pool_use) == 0) {
+        pthread_mutex_lock(&pool_lock);
+        pool_grow(threads - 1);
+        pool_fn = work;
+        pool_jobs = jobs;
+        pool_next = 0;
+        pool_count = pool_left = threads - 1;
+        pthread_cond_broadcast(&pool_wake);
+        pthread_mutex_unlock(&pool_lock);
+        work(&jobs[threads - 1]);
+        pthread_mutex_lock(&pool_lock);
+        pool_take(); /* the slots no worker took yet (none may be running) */
+        while (pool_left > 0)
+            pthread_cond_wait(&pool_done, &pool_lock);
+        pool_next = pool_count = 0;
+        pthread_mutex_unlock(&pool_lock);
+        pthread_mutex_unlock(&pool_use);
+    } else {
+        for (int t = 0; t < threads; t++)
             work(&jobs[t]);
-        ok &= jobs[t].part.ok;
     }
+    int ok = 1;
+    for (int t = 0; t < threads; t++)
+        ok &= jobs[t].part.ok;
     return ok;
 }
 
