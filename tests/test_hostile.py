@@ -322,6 +322,8 @@ def test_a_failing_state_dir_never_reuses_a_seq_nor_deletes_a_delivered_portrait
         mark = d.watch.mark()
         d.cmd("capture", {"id": "before"})
         d.result("before", start=mark)
+        # the daemon is done with that result's spool entry: its removal frees no space once filled
+        assert _wait_until(lambda: not any((state / "spool").iterdir()), 30), d.log_tail()
         filler = state / "filler"
         away = tmp_path / "state-away"
         if how == "moved-away":
@@ -355,7 +357,10 @@ def test_a_failing_state_dir_never_reuses_a_seq_nor_deletes_a_delivered_portrait
         d.cmd("capture", {"id": "sentinel"})
         d.result("sentinel", start=mark)
         answers = _answers(first, "during") + _answers(d, "during")
-        assert len(answers) == 1, answers  # exactly one answer per trigger
+        # one answer per trigger; a result published just before the kill is sent again from the
+        # spool after the restart, the same result (same seq and picture), which QoS 1 allows
+        assert answers and len({(a.get("seq"), a.get("sha256"), a.get("error")) for a in answers}) == 1, answers
+        assert len(answers) == 1 or all("seq" in a for a in answers), answers
         results = [a for w in (first, d) for cid in ("before", "during", "restarted") for a in _answers(w, cid)
                    if "seq" in a]
         # a redelivery of the same result is allowed (QoS 1); two different results with one seq are not

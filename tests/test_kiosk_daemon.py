@@ -141,6 +141,9 @@ def test_the_preview_is_composed_only_while_watched_at_the_preview_size(kiosk: K
     assert all(f is not None and f.shape == (180, 320, 3) for f in shots)  # 640×360 fitted into 320×180
     diffs = [float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(shots, shots[1:], strict=False)]
     assert max(diffs) > 5.0  # the live view changes (the folder camera shows each photo in turn)
+    # a frame counts as sent once sendall returned in the daemon, which may be just after the viewer
+    # has its last byte
+    _wait(lambda: (p := kiosk.health().preview) is not None and p.sent >= 12, 10, "12 frames counted as sent", kiosk)
     after = kiosk.health()
     assert after.pipeline.composed >= composed + 12 and after.preview is not None
     assert after.preview.sent >= 12 and after.preview.latency_ms_p50 is not None

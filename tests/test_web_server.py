@@ -76,6 +76,11 @@ def test_stream_parts_are_whole_jpegs_with_content_length(kiosk: Factory) -> Non
             assert cv2.imdecode(np.frombuffer(got, np.uint8), cv2.IMREAD_COLOR) is not None
     finally:
         reader.close()
+    # a frame counts as sent once sendall returned on the server's side, which may be just after the
+    # reader has its last byte
+    deadline = time.monotonic() + 5
+    while s.frames.stats()["sent"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
     stats = s.frames.stats()
     assert stats["sent"] == 5 and stats["latency_ms_p95"] is not None
 
