@@ -10,8 +10,9 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,15 @@ def _find_mosquitto() -> str | None:
         if os.access(c, os.X_OK):
             return c
     return shutil.which("mosquitto")
+
+
+def run_in_threads(target: Callable[[int], None], n: int) -> None:
+    """Runs target(0) … target(n-1) on n threads at once and waits for all of them."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def free_port() -> int:

@@ -8,12 +8,12 @@ model's 256×256 as the Segmenter would return it.
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import run_in_threads
 
 from edgeportrait.compose import (
     Compositor,
@@ -300,11 +300,7 @@ def test_compositor_from_two_threads_gives_the_serial_result(photo: np.ndarray, 
     def work(i: int) -> None:
         results[i] = [c.compose(frames[i], model_mask) for _ in range(3)]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, 4)
     for i in range(4):
         assert all(np.array_equal(r, expected[i]) for r in results[i])
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import run_in_threads
 
 from edgeportrait.compose import background, blend, compose, matte, native
 from edgeportrait.compose.compositor import pad_to_factor, prepare, resolve_settings
@@ -167,11 +167,7 @@ def test_threads_composing_at_once_get_what_one_gets() -> None:
     def worker(k: int) -> None:
         got[k] = [compose(f, m) for f, m in zip(frames, masks, strict=True) for _ in range(3)][::3]
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 3)
     for k in range(3):
         assert all(np.array_equal(a, b) for a, b in zip(alone, got[k], strict=True)), k
 
@@ -334,11 +330,7 @@ def test_calls_from_many_threads_share_the_worker_threads_or_run_alone_and_agree
             if not np.array_equal(got, want):
                 bad.append(k)
 
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(caller, 4)
     assert not bad
 
 
