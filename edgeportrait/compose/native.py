@@ -130,10 +130,6 @@ def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMa
         )
 
 
-def _plane(a: np.ndarray, dtype: type) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
 def low_matte(
     lib: ctypes.CDLL, luma: np.ndarray, p: np.ndarray, radius: int, eps: float, settled: float, n_threads: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +138,7 @@ def low_matte(
     ``luma``: uint8 luminance at the working resolution; ``p``: float32 alpha
     there (see :func:`edgeportrait.compose.matte.make_low_matte`).
     """
-    luma, p = _plane(luma, np.uint8), _plane(p, np.float32)
+    luma, p = np.ascontiguousarray(luma, dtype=np.uint8), np.ascontiguousarray(p, dtype=np.float32)
     if luma.ndim != 2 or luma.shape != p.shape or radius < 1:
         raise ValueError(f"low_matte: luma {luma.shape} and p {p.shape} must be one 2-D size, radius {radius} >= 1")
     lh, lw = luma.shape
@@ -167,7 +163,8 @@ def masked_blur(
     """
     if not _rows_packed(small):
         small = np.ascontiguousarray(small)
-    alpha, kernel = _plane(alpha, np.float32), _plane(kernel.ravel(), np.float32)
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    kernel = np.ascontiguousarray(kernel.ravel(), dtype=np.float32)
     sh, sw = small.shape[:2]
     if alpha.shape != (sh, sw) or kernel.size % 2 == 0:
         raise ValueError(f"masked_blur: alpha {alpha.shape} must be {sh}x{sw}, the kernel odd ({kernel.size})")
