@@ -106,7 +106,7 @@ from machine import machine, one_blas_thread  # benchmarks/machine.py (this scri
 
 from edgeportrait import allocator
 from edgeportrait.compose import Compositor, blur_sigma, fast_blur, make_background, naive_compose, native, prepare
-from edgeportrait.compose.background import blur_factor, cover
+from edgeportrait.compose.background import blur_factor, cover, upscale
 from edgeportrait.compose.blend import render
 from edgeportrait.compose.compositor import pad_to_factor
 from edgeportrait.compose.matte import as_float_mask, downscale, make_low_matte, px_at, ramp
@@ -195,7 +195,7 @@ def measure(runs: int, threads: int, baseline: ModuleType | None = None) -> dict
                 prep.small, a_model, f, *args
             ),
             "background": lambda work=work, prep=prep: make_background(work, prep, s),
-            "upsample": lambda low_bg=low_bg, w=w, h=h: cv2.resize(low_bg, (w, h), interpolation=cv2.INTER_LINEAR),
+            "upsample": lambda low_bg=low_bg, w=w, h=h: upscale(low_bg, h, w),
             # into one buffer refilled outside the timing: a fresh 6 MB copy per call would be timed too
             "render": lambda work=work, prep=prep, scratch=scratch: render(work, prep.matte, scratch),
             "naive": lambda frame=frame, mask=mask: naive_compose(frame, mask, s),

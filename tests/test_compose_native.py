@@ -1,7 +1,8 @@
 """The compositor's C band pass (edgeportrait/compose/_band.c) against its OpenCV path.
 
 Both write the interior and the band of a portrait into the background; they
-must give the same picture to within one level per channel, on real photos, at
+must give the same picture to within one level per channel (the downscale and
+the background's upsample: exactly OpenCV's), on real photos, at
 exact and padded sizes, for every background mode, for frames whose rows are
 not packed one after the other, and from several threads at once. Where a C
 compiler is on PATH the build must have produced the library (a silent fallback
@@ -282,6 +283,82 @@ def test_the_c_calls_refuse_what_does_not_fit() -> None:
         native.masked_blur(lib, small, p, np.ones(4, np.float32) / 4, 1e-3)
     with pytest.raises(ValueError, match="must be"):
         native.masked_blur(lib, small, p[:, :-1], np.ones(3, np.float32) / 3, 1e-3)
+    # the C entry points check what the wrappers check, so a wrong call cannot write out of bounds
+    out = np.zeros((64, 64, 3), np.uint8)
+    for f, dstride, dh in ((3, 192, 8), (32, 192, 8), (8, 100, 8), (8, 192, 0)):
+        assert lib.ep_upsample(small.ctypes.data, small.strides[0], 8, 8, out.ctypes.data, dstride, dh, f, 1) == -1
+    assert not out.any()
+    for levels, h, w, sstride in ((0, 24, 32, 96), (5, 24, 32, 96), (3, 20, 32, 96), (2, 24, 30, 90), (2, 24, 32, 60)):
+        assert lib.ep_downscale(small.ctypes.data, sstride, h, w, levels, out.ctypes.data, 192, 1) == -1
+    assert not out.any()
+
+
+def _halvings(img: np.ndarray, times: int) -> np.ndarray:
+    """What matte.downscale did before the C library: OpenCV's INTER_AREA halving, once per call."""
+    for _ in range(times):
+        h, w = img.shape[:2]
+        img = cv2.resize(img, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Every level and no smoothness: a rounding that differs anywhere shows."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8)
+
+
+@pytest.mark.parametrize(("w", "h"), [(1920, 1080), (1280, 720), (3840, 2160), (1004, 780), (16, 16), (48, 2)])
+def test_the_downscale_in_c_is_opencvs_halvings_exactly(w: int, h: int) -> None:
+    """Each level as many halvings as the sides allow, on noise and on a photo, 1 to 3 threads."""
+    lib = _lib()
+    photo = cv2.resize(cv2.imread(str(DATA / "grace_hopper.jpg")), (w, h), interpolation=cv2.INTER_AREA)
+    for img in (_noise(h, w), photo):
+        for levels in range(1, 5):
+            if h % (1 << levels) or w % (1 << levels):
+                with pytest.raises(ValueError, match="cannot be halved"):
+                    native.halve(lib, img, levels)
+                continue
+            want = _halvings(img, levels)
+            for n in (1, 2, 3):
+                got = native.halve(lib, img, levels, n)
+                assert got.shape == want.shape and np.array_equal(got, want), (w, h, levels, n)
+
+
+def test_downscale_does_the_halvings_the_sides_allow_in_c_and_the_rest_in_opencv() -> None:
+    """Odd and twice-even sides, views whose rows are apart or run backwards: always OpenCV's result."""
+    _lib()
+    big = _noise(1084, 1930, seed=1)
+    for img in (big[:1080, :1918], big[:1078, :1920], big[:777, :1001], big[::-1][:1080, :1920], big[:4, :6]):
+        for factor in (2, 4, 8, 16, 32):
+            want = _halvings(np.ascontiguousarray(img), factor.bit_length() - 1)
+            assert np.array_equal(matte.downscale(img, factor), want), (img.shape, factor)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8, 16])
+def test_the_upsample_in_c_is_cv2_resize_exactly(factor: int) -> None:
+    """Any height (whole factor or not), widths whose rows end mid-vector, one pixel; 1 to 3 threads."""
+    lib = _lib()
+    for sw, sh, dh, seed in ((240, 135, 1080, 0), (120, 68, 1080, 1), (251, 97, 777, 2), (7, 3, 50, 3), (1, 1, 5, 4)):
+        small = _noise(sh, sw, seed)
+        want = cv2.resize(small, (sw * factor, dh), interpolation=cv2.INTER_LINEAR)
+        for n in (1, 2, 3):
+            got = native.upsample(lib, small, dh, sw * factor, n)
+            assert got is not None and np.array_equal(got, want), (factor, sw, sh, dh, n)
+    # a view whose rows are apart (a crop of a wider image)
+    wide = _noise(40, 90, 5)
+    crop = wide[:, 10:50]
+    got = native.upsample(lib, crop, 40 * factor, 40 * factor)
+    want = cv2.resize(np.ascontiguousarray(crop), (40 * factor, 40 * factor), interpolation=cv2.INTER_LINEAR)
+    assert got is not None and np.array_equal(got, want)
+
+
+def test_upscale_leaves_other_factors_to_cv2_resize() -> None:
+    lib = _lib()
+    small = _noise(30, 40)
+    for h, w in ((90, 120), (95, 130), (30 * 32, 40 * 32), (60, 81)):
+        assert native.upsample(lib, small, h, w) is None, (h, w)
+        want = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(background.upscale(small, h, w), want), (h, w)
+    assert background.upscale(small, 30, 40) is small
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1001, 777), (17, 9)])

@@ -77,8 +77,22 @@ def fast_blur(frame: np.ndarray, sigma: float) -> np.ndarray:
     f = blur_factor(sigma)
     small = downscale(frame, f)
     small = cv2.GaussianBlur(small, (0, 0), low_sigma(sigma, f), borderType=cv2.BORDER_REFLECT)
-    if f == 1:
+    return upscale(small, h, w)
+
+
+def upscale(small: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A low-resolution background (BGR uint8) bilinearly to h×w: a new array (``small`` if it is that size).
+
+    The C library's upsample when it is built and the factor across is 2, 4, 8
+    or 16 (within one level of cv2.resize, ~2× faster), cv2.resize otherwise.
+    """
+    if small.shape[:2] == (h, w):
         return small
+    lib = native.library()
+    if lib is not None:
+        out = native.upsample(lib, small, h, w, native.threads())
+        if out is not None:
+            return out
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -95,10 +109,7 @@ def masked_blur(
     to continue from. Returns a new uint8 BGR array at the frame's size.
     """
     h, w = frame.shape[:2]
-    out_small = masked_blur_low(frame, alpha_low, sigma, pyramid)
-    if out_small.shape[:2] == (h, w):
-        return out_small
-    return cv2.resize(out_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return upscale(masked_blur_low(frame, alpha_low, sigma, pyramid), h, w)
 
 
 def masked_blur_low(

@@ -54,9 +54,20 @@ def downscale(img: np.ndarray, factor: int) -> np.ndarray:
     """Area-average downscale by a power of two.
 
     Halving with INTER_AREA when both sides are even hits OpenCV's fast 2x path
-    (about 5x faster at 1080p than one generic 4x INTER_AREA resize).
+    (about 5x faster at 1080p than one generic 4x INTER_AREA resize). The C
+    library, when built, does as many of the halvings as the sides allow in one
+    pass with the same result; OpenCV any that are left (a side gone odd).
     """
     out = img
+    lib = native.library() if factor > 1 else None
+    if lib is not None:
+        h, w = img.shape[:2]
+        levels = 0
+        while 1 << (levels + 1) <= min(factor, 16) and h % (1 << (levels + 1)) == 0 and w % (1 << (levels + 1)) == 0:
+            levels += 1
+        if levels:
+            out = native.halve(lib, img, levels, native.threads())
+            factor >>= levels
     while factor > 1:
         h, w = out.shape[:2]
         out = cv2.resize(out, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)

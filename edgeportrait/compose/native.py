@@ -1,8 +1,9 @@
 """The compositor's C library (``_band.c``), when it was built; the OpenCV path otherwise.
 
-Three passes of a compose are in it: the guided filter with the cells' kinds
-(:func:`low_matte`), the mask-normalised blur (:func:`masked_blur`) and the band
-pass (:func:`render_band`). The wheel's build (``hatch_build.py``) compiles
+Four passes of a compose are in it: the guided filter with the cells' kinds
+(:func:`low_matte`), the mask-normalised blur (:func:`masked_blur`), its
+upsample to full resolution (:func:`upsample`) and the band pass
+(:func:`render_band`). The wheel's build (``hatch_build.py``) compiles
 ``_band.c`` into ``_band.so`` beside this module when a C compiler is at hand
 (``pip install`` on a Pi with ``gcc``, or any x86 box with ``build-essential``);
 without one it warns and the package is the same minus this file. It is loaded
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ABI = 4  # EP_BAND_ABI in _band.c: a library built from another version is not called
+ABI = 5  # EP_BAND_ABI in _band.c: a library built from another version is not called
 LIBRARY = Path(__file__).with_name("_band.so")
 SOURCE = Path(__file__).with_name("_band.c")
 ENV = "EDGEPORTRAIT_NATIVE"
@@ -67,6 +68,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.ep_low_matte.restype = i
     lib.ep_masked_blur.argtypes = [p, long_, p, i, i, p, i, f32, p, long_, i]
     lib.ep_masked_blur.restype = i
+    lib.ep_upsample.argtypes = [p, long_, i, i, p, long_, i, i, i]
+    lib.ep_upsample.restype = i
+    lib.ep_downscale.argtypes = [p, long_, i, i, i, p, long_, i]
+    lib.ep_downscale.restype = i
     return lib, f"C band pass ({LIBRARY})"
 
 
@@ -175,4 +180,43 @@ def masked_blur(
     )  # fmt: skip
     if rc != 0:
         raise MemoryError(f"masked_blur: no memory for a {sw}x{sh} blur")
+    return out
+
+
+UPSAMPLE_FACTORS = (2, 4, 8, 16)
+
+
+def upsample(lib: ctypes.CDLL, small: np.ndarray, h: int, w: int, n_threads: int = 1) -> np.ndarray | None:
+    """``cv2.resize(small, (w, h), interpolation=INTER_LINEAR)`` in C, within one level of it.
+
+    Only for a whole factor across (``w`` = 2, 4, 8 or 16 × ``small``'s width);
+    None for any other size, for which cv2.resize is the way.
+    """
+    sh, sw = small.shape[:2]
+    f = w // sw
+    if f not in UPSAMPLE_FACTORS or f * sw != w or h < 1:
+        return None
+    if not _rows_packed(small):
+        small = np.ascontiguousarray(small)
+    out = np.empty((h, w, 3), np.uint8)
+    rc = lib.ep_upsample(small.ctypes.data, small.strides[0], sh, sw, out.ctypes.data, out.strides[0], h, f, n_threads)
+    if rc != 0:
+        raise MemoryError(f"upsample: no memory for {sw}x{sh} -> {w}x{h}")
+    return out
+
+
+def halve(lib: ctypes.CDLL, img: np.ndarray, levels: int, n_threads: int = 1) -> np.ndarray:
+    """``img`` (BGR uint8) halved ``levels`` (1…4) times in C, equal to as many INTER_AREA halvings.
+
+    Both sides must be multiples of 2**levels.
+    """
+    h, w = img.shape[:2]
+    if not 1 <= levels <= 4 or h % (1 << levels) or w % (1 << levels):
+        raise ValueError(f"halve: {w}x{h} cannot be halved {levels} times")
+    if not _rows_packed(img) or img.strides[0] < 3 * w:
+        img = np.ascontiguousarray(img)
+    out = np.empty((h >> levels, w >> levels, 3), np.uint8)
+    rc = lib.ep_downscale(img.ctypes.data, img.strides[0], h, w, levels, out.ctypes.data, out.strides[0], n_threads)
+    if rc != 0:
+        raise MemoryError(f"halve: no memory for a {w}x{h} frame")
     return out
