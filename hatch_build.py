@@ -49,7 +49,7 @@ class NativeBandHook(BuildHookInterface):  # type: ignore[type-arg]
         root = Path(self.root)
         src, lib = root / SOURCE, root / LIBRARY
         if os.environ.get("EDGEPORTRAIT_BUILD_NATIVE", "").strip() == "0":
-            self.app.display_info("edgeportrait: EDGEPORTRAIT_BUILD_NATIVE=0: the C band pass is not built")
+            self.app.display_info("edgeportrait: EDGEPORTRAIT_BUILD_NATIVE=0: the compositor's C library is not built")
             return
         cc = shlex.split(os.environ.get("CC", ""))
         if not cc:
@@ -58,7 +58,7 @@ class NativeBandHook(BuildHookInterface):  # type: ignore[type-arg]
         if not cc:
             self.app.display_warning(
                 "edgeportrait: no C compiler (cc/gcc): the compositor will use its OpenCV path "
-                "(install gcc and reinstall for the faster C band pass)"
+                "(install gcc and reinstall for the faster C library)"
             )
             return
         tmp = lib.with_name(f".{lib.name}.{os.getpid()}")
@@ -71,8 +71,8 @@ class NativeBandHook(BuildHookInterface):  # type: ignore[type-arg]
         if done.returncode != 0:
             tmp.unlink(missing_ok=True)
             self.app.display_warning(
-                f"edgeportrait: building the C band pass failed ({shlex.join(cmd)}):\n{done.stderr.strip()}\n"
-                "the compositor will use its OpenCV path"
+                f"edgeportrait: building the compositor's C library failed ({shlex.join(cmd)}):\n"
+                f"{done.stderr.strip()}\nthe compositor will use its OpenCV path"
             )
             return
         os.replace(tmp, lib)  # a running process that loaded the old one keeps its mapping

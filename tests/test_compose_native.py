@@ -1,4 +1,4 @@
-"""The compositor's C band pass (edgeportrait/compose/_band.c) against its OpenCV path.
+"""The compositor's C library (edgeportrait/compose/_band.c) against its OpenCV path.
 
 Both write the interior and the band of a portrait into the background; they
 must give the same picture to within one level per channel (the downscale and
@@ -45,7 +45,7 @@ def fresh_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _lib() -> object:
     lib = native.library()
     if lib is None:
-        pytest.skip(f"no C band pass here: {native.status()}")
+        pytest.skip(f"no C library here: {native.status()}")
     return lib
 
 
@@ -57,7 +57,7 @@ def _mask_for(frame: np.ndarray) -> np.ndarray:
 
 
 def _both(frame: np.ndarray, mask: np.ndarray, settings: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
-    """compose() with the C band pass, then with the OpenCV path."""
+    """compose() with the C library, then with the OpenCV path."""
     with_c = compose(frame, mask, settings)
     lib, native._loaded = native._loaded, (None, "OpenCV path (test)")
     try:
@@ -71,7 +71,7 @@ def test_the_build_made_the_library_where_a_compiler_is_at_hand() -> None:
     if CC is None or os.environ.get("EDGEPORTRAIT_BUILD_NATIVE", "").strip() == "0":
         pytest.skip("no C compiler on PATH: the OpenCV path is the expected one")
     assert native.library() is not None, native.status()
-    assert native.status().startswith("C band pass")
+    assert native.status().startswith("C library")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The wheel's build hook (hatch_build.py): the C band pass in the wheel where it compiles, a
+"""The wheel's build hook (hatch_build.py): the compositor's C library in the wheel where it compiles, a
 working wheel without it where it does not.
 
 Each build runs ``pip wheel`` on a copy of the project's tracked files, so the
@@ -73,6 +73,6 @@ def test_without_the_band_pass_the_wheel_is_still_built(tmp_path: Path, env: dic
     assert not any("_band" in n for n in names)
     assert "edgeportrait/compose/blend.py" in names
     if "CC" in env:
-        assert "building the C band pass failed" in log and "OpenCV path" in log
+        assert "building the compositor's C library failed" in log and "OpenCV path" in log
     else:
         assert "EDGEPORTRAIT_BUILD_NATIVE=0" in log

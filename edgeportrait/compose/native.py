@@ -1,6 +1,7 @@
 """The compositor's C library (``_band.c``), when it was built; the OpenCV path otherwise.
 
-Four passes of a compose are in it: the guided filter with the cells' kinds
+The passes of a compose that touch many pixels are in it: the frame's
+downscale (:func:`halve`), the guided filter with the cells' kinds
 (:func:`low_matte`), the mask-normalised blur (:func:`masked_blur`), its
 upsample to full resolution (:func:`upsample`) and the band pass
 (:func:`render_band`). The wheel's build (``hatch_build.py``) compiles
@@ -9,7 +10,8 @@ upsample to full resolution (:func:`upsample`) and the band pass
 without one it warns and the package is the same minus this file. It is loaded
 with ctypes, which releases the GIL for each call; each call shares the frame's
 rows between :func:`threads` threads. The two paths give the same look: their
-outputs differ by at most one level per channel (``tests/test_compose_native.py``).
+outputs differ by at most one level per channel, the downscale and the upsample
+not at all (``tests/test_compose_native.py``).
 
 ``EDGEPORTRAIT_NATIVE=0`` in the environment turns it off (to compare, or to
 rule it out); :func:`status` says which path runs and why, for the log and
@@ -47,7 +49,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         return None, f"OpenCV path ({ENV}=0)"
     if not LIBRARY.exists():
         return None, (
-            "OpenCV path (the C band pass was not built at install: no C compiler, or the compile failed; "
+            "OpenCV path (the C library was not built at install: no C compiler, or the compile failed; "
             "`pip install -v` shows why)"
         )
     try:
@@ -72,7 +74,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     lib.ep_upsample.restype = i
     lib.ep_downscale.argtypes = [p, long_, i, i, i, p, long_, i]
     lib.ep_downscale.restype = i
-    return lib, f"C band pass ({LIBRARY})"
+    return lib, f"C library ({LIBRARY})"
 
 
 def library() -> ctypes.CDLL | None:
@@ -87,7 +89,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """Which path composes the band, and why: e.g. ``C band pass (/…/_band.so)``."""
+    """Which path composes, and why: e.g. ``C library (/…/_band.so)``."""
     library()
     assert _loaded is not None
     return _loaded[1]
