@@ -754,7 +754,20 @@ HOT static void sum4(const float *const *rows, const float *k, int m, int n, int
 }
 
 /* out[i] = kc·c[i] + k0·(a0[i] + b0[i]) + … (c NULL: out[i] += …) for m = 1…4 pairs of rows at
- * once: a symmetric kernel's taps on either side of the centre share a multiply */
+ * once: a symmetric kernel's taps on either side of the centre share a multiply. One loop per
+ * (m, c) so that no lane does a zero-weighted tap. */
+#define PAIR(q) k##q * (a##q[i] + b##q[i])
+#define PAIRS_LOOP(expr)                                                                                               \
+    do {                                                                                                               \
+        if (c) {                                                                                                       \
+            const float *restrict cc = c;                                                                              \
+            for (int i = 0; i < n; i++)                                                                                \
+                out[i] = kc * cc[i] + expr;                                                                            \
+        } else {                                                                                                       \
+            for (int i = 0; i < n; i++)                                                                                \
+                out[i] += expr;                                                                                        \
+        }                                                                                                              \
+    } while (0)
 HOT static void sum4_pairs(const float *c, float kc, const float *const *a, const float *const *b, const float *k,
                            int m, int n, float *restrict out) {
     const float *restrict a0 = a[0], *restrict b0 = b[0];
@@ -762,16 +775,22 @@ HOT static void sum4_pairs(const float *c, float kc, const float *const *a, cons
     const float *restrict a2 = m > 2 ? a[2] : a0, *restrict b2 = m > 2 ? b[2] : b0;
     const float *restrict a3 = m > 3 ? a[3] : a0, *restrict b3 = m > 3 ? b[3] : b0;
     float k0 = k[0], k1 = m > 1 ? k[1] : 0.f, k2 = m > 2 ? k[2] : 0.f, k3 = m > 3 ? k[3] : 0.f;
-    if (c) {
-        const float *restrict cc = c;
-        for (int i = 0; i < n; i++)
-            out[i] = kc * cc[i] + k0 * (a0[i] + b0[i]) + k1 * (a1[i] + b1[i]) + k2 * (a2[i] + b2[i]) +
-                     k3 * (a3[i] + b3[i]);
-    } else {
-        for (int i = 0; i < n; i++)
-            out[i] += k0 * (a0[i] + b0[i]) + k1 * (a1[i] + b1[i]) + k2 * (a2[i] + b2[i]) + k3 * (a3[i] + b3[i]);
+    switch (m) {
+    case 1:
+        PAIRS_LOOP(PAIR(0));
+        break;
+    case 2:
+        PAIRS_LOOP(PAIR(0) + PAIR(1));
+        break;
+    case 3:
+        PAIRS_LOOP(PAIR(0) + PAIR(1) + PAIR(2));
+        break;
+    default:
+        PAIRS_LOOP(PAIR(0) + PAIR(1) + PAIR(2) + PAIR(3));
     }
 }
+#undef PAIRS_LOOP
+#undef PAIR
 
 /* out[i] = Σ_j k[j] · rows[j][i] over n values; a kernel equal to its mirror image (a box, a
  * Gaussian) sums each pair of rows at equal distance from the centre first: half the multiplies,
