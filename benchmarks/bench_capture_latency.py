@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from machine import machine  # benchmarks/machine.py (this script's directory is on sys.path)
+from machine import compositor_path, machine  # benchmarks/machine.py (this script's directory is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -113,6 +113,7 @@ def main() -> int:
         stop_mosquitto(broker)
         log.close()
 
+    print(f"compositor: {compositor_path(tmp / 'daemon.log')}")
     print(f"capture round trip (B/capture published -> B/result received), {len(rtts)} captures, "
           f"frames {sorted(sizes)}, model {args.model} {args.precision} on {h['inference']['device']}; {machine()}")
     print(f"  median {statistics.median(rtts):.1f} ms   p95 {percentile(rtts, 95):.1f} ms   "

@@ -45,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kiosk_stream import _viewers  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import compositor_path, machine  # noqa: E402
 
 SOURCES = ROOT / ".cache" / "dataset-sources"
 
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(r), flush=True)
             finally:
                 d.stop()
+            figures.setdefault("compositor", compositor_path(work / "daemon.log"))
+        print(f"compositor: {figures['compositor']}")
         print(f"daemon CPU, nobody watching: {figures['idle_cpu_percent']} % of one core")
         print()
         print("| preview | viewers | fps per viewer (min / median) | latency p50 / p95 ms | camera fps | "

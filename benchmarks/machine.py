@@ -13,6 +13,21 @@ from pathlib import Path
 FLAGS = {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}
 
 
+def compositor_path(daemon_log: Path) -> str:
+    """Which compositor path a daemon ran, from its log's ``compositor: …`` line.
+
+    A checkout whose ``_band.c`` changed after the last ``pip install -e .``
+    composes on the OpenCV path (by design); a figure taken so measures that
+    path, so the daemon benchmarks print what ran.
+    """
+    try:
+        lines = daemon_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "unknown (no daemon log)"
+    found = [ln.split("compositor: ", 1)[1] for ln in lines if "compositor: " in ln]
+    return found[-1] if found else "unknown (not in the daemon log)"
+
+
 def machine() -> str:
     """CPU model, core count and the ISA flags that matter for INT8 inference."""
     model, flags = "unknown CPU", set()
