@@ -81,7 +81,25 @@ interpolated across once, threads sharing them, then mixed down only outside
 the interior in the band pass; outputs byte-identical), a whole 1080p compose
 6.17 vs 6.48 ms on one thread and 4.89 vs 4.84 on two — neither kept. A C 2× area
 downscale, exact with OpenCV's, was 1.55 ms against its 0.87 (not vectorised
-by the compiler). ``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.
+by the compiler).
+
+Then the last full-resolution OpenCV steps became C too, byte for byte
+OpenCV's: the downscale (each output row from its 2^levels frame rows, every
+halving's sums in 16-bit lanes: 1080p to 1/4 0.60 vs 0.84 ms on one thread) and
+the background's upsample (OpenCV's 32-bit sums fit 16 bits for a whole factor
+across: 1/8 to 1080p 0.95 vs 2.02 ms); the masked blur lost its scalar double
+sums and two of its three divisions per pixel, symmetric kernels are summed in
+pairs, and the band pass scans its cells eight bytes at a time. With
+``--baseline 688a42c`` (the previous stop), 150 runs, a slow hour (naive 118
+and 166 ms): 1080p 4.97 → 4.05 ms on two threads, 7.33 → 5.65 on one; with
+``--baseline 8805fdc``: 10.60 → 4.24 and 12.45 → 5.91 ms (naive 121 and 184).
+Of a one-thread 5.65 ms: prepare 2.34 (downscale 0.93, matte 1.08),
+background 1.72 (upsample 0.91), render 1.57; the Python and the small OpenCV
+calls between the C passes are ~0.85 ms of it. Tried and not kept, none
+measurable here: upsampling only outside the person's interior (render copies
+the frame over it; 0.67 vs 0.64 ms, the whole compose the same), and the model
+alpha's resize and feather in one C call (0.28 ms against OpenCV's 0.24).
+``EDGEPORTRAIT_NATIVE=0`` times the OpenCV path.
 """
 
 from __future__ import annotations

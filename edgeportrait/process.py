@@ -9,14 +9,15 @@ written, and the exit code is then 2.
 Throughput: a photo is decoded, segmented, composed and encoded by one of
 ``--jobs`` worker threads, so the stages of different photos overlap on the
 cores (OpenCV and OpenVINO release the GIL in each call, and so does the
-compositor's C library, a ctypes call for each of its three passes). Where the
+compositor's C library, a ctypes call for each of its passes). Where the
 GIL is held is the Python between calls: decode and encode are one call each,
 the compositor a dozen or so, so it is the stage that waits for the GIL and
 whose CPU time grows most when photos overlap (``benchmarks/bench_process.py
 --stages``, 1080p, 2-core AMD EPYC, AVX2 without VNNI/AMX, the calling thread's
-CPU per compose: 5.3 ms alone (its C passes then share the rows with a second
-thread), 8.6 at --jobs 2, 7.6 at 3, on a noisy hour; with only the band pass in
-C it was 8.6, 9.8 and 10.9, and 10.0, 12.6 and 15.2 before any C).
+CPU per compose: 4.5 ms alone (its C passes then share the rows with a second
+thread), 6.4 at --jobs 2, 6.6 at 3; 5.3, 8.6 and 7.6 before the downscale,
+upsample and the rest of the blur were C too; with only the band pass in C it
+was 8.6, 9.8 and 10.9, and 10.0, 12.6 and 15.2 before any C).
 Serialising the compositor (a lock, so that two never contend) made it worse:
 43-45 photos/s instead of 48-50 (measured before any C). Inference itself is serialised
 in the Segmenter (one request); at most ``jobs`` photos are held in memory at

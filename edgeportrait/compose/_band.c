@@ -16,14 +16,16 @@
  *     per 1080p frame with Python in between.
  *
  * 1080p compose on a 2-core AVX2 EPYC, the OpenCV path against this (bench_compose.py --baseline
- * 8805fdc, 150 interleaved runs, medians): 7.8 -> 4.1 ms on both cores, 9.3 -> 5.4 ms on one.
+ * 8805fdc, 150 interleaved runs, medians, a slow hour: the naive compositor took 121-184 ms):
+ * 10.6 -> 4.2 ms on both cores, 12.5 -> 5.9 ms on one.
  *
  * Plain C99 and no Python headers: the wheel's build compiles it (hatch_build.py) with the C
  * compiler at hand and edgeportrait.compose.native loads it with ctypes; without a compiler the
  * OpenCV path runs, with the same look.
  *
  * The arithmetic follows OpenCV's where the result is visible, so the two paths differ by at most
- * one level (tests/test_compose_native.py); the threads' split changes no byte:
+ * one level, the downscale and the upsample not at all (tests/test_compose_native.py); the threads'
+ * split changes no byte:
  *   - the coefficients (a, b) upsampled as cv2.resize(INTER_LINEAR) places them: half-pixel
  *     centres, the edge cell repeated, in float;
  *   - luminance as cv2.cvtColor(BGR2GRAY) computes it, exactly (15-bit fixed point);
