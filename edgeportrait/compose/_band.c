@@ -275,6 +275,22 @@ static int run_split(void *(*work)(void *), const void *base, size_t size, int H
     return ok;
 }
 
+/* For an output row that mixes two source rows need[0] and need[1], interpolated across into two
+ * slots: which slot holds each (at[q]) and whether it must be made first (miss[q]); `have` says
+ * which row each slot holds and is updated. Rows are asked for in increasing order, so a miss
+ * replaces the slot not needed now (for need[1], not the one just found for need[0]). */
+static void pick_rows(const int need[2], int have[2], int at[2], int miss[2]) {
+    for (int q = 0; q < 2; q++) {
+        int k = have[0] == need[q] ? 0 : (have[1] == need[q] ? 1 : -1);
+        miss[q] = k < 0;
+        if (k < 0) {
+            k = q == 1 ? 1 - at[0] : (have[0] < have[1] ? 0 : 1);
+            have[k] = need[q];
+        }
+        at[q] = k;
+    }
+}
+
 /* What the rows of one frame share: the frame, the output, the coefficients' taps and the runs. */
 struct band_job {
     struct rows part; /* first: see run_split */
@@ -318,20 +334,14 @@ HOT static void *band_rows(void *arg) {
         uint8_t *orow = j->out + (size_t)y * j->ostride;
         int slot[2] = {0, 0};
         if (j->band_ext[2 * r] < j->band_ext[2 * r + 1]) {
-            int need[2] = {j->cy0[y], j->cy1[y]};
+            int need[2] = {j->cy0[y], j->cy1[y]}, miss[2];
+            pick_rows(need, have, slot, miss);
             for (int q = 0; q < 2; q++) {
-                int k = have[0] == need[q] ? 0 : (have[1] == need[q] ? 1 : -1);
-                if (k < 0) {
-                    if (q == 1)
-                        k = slot[0] == 0 ? 1 : 0; /* keep the row just found for need[0] */
-                    else
-                        k = have[0] < have[1] ? 0 : 1;
-                    const float *src = j->coef + (size_t)need[q] * j->lw * 2;
-                    for (const int *cr = j->coef_runs + (size_t)need[q] * (j->lw + 2); *cr >= 0; cr += 2)
-                        coef_hrow(src, j->lw, f, cr[0], cr[1], j->wk, ca[k], cb[k]);
-                    have[k] = need[q];
-                }
-                slot[q] = k;
+                if (!miss[q])
+                    continue;
+                const float *src = j->coef + (size_t)need[q] * j->lw * 2;
+                for (const int *cr = j->coef_runs + (size_t)need[q] * (j->lw + 2); *cr >= 0; cr += 2)
+                    coef_hrow(src, j->lw, f, cr[0], cr[1], j->wk, ca[slot[q]], cb[slot[q]]);
             }
         }
         float wy = j->cwy[y];
@@ -542,17 +552,13 @@ static void *up_rows(void *arg) {
     uint16_t *slot[2] = {hrows, hrows + n};
     int have[2] = {-1, -1};
     for (int y = j->part.y0; y < j->part.y1; y++) {
-        int need[2] = {j->y0[y], j->y1[y]}, at[2] = {-1, -1};
-        for (int q = 0; q < 2; q++) {
-            int k = have[0] == need[q] ? 0 : (have[1] == need[q] ? 1 : -1);
-            if (k < 0) { /* rows are asked for in increasing order: replace the one not needed now */
-                k = q == 1 ? 1 - at[0] : (have[0] < have[1] ? 0 : 1);
+        int need[2] = {j->y0[y], j->y1[y]}, at[2], miss[2];
+        pick_rows(need, have, at, miss);
+        for (int q = 0; q < 2; q++)
+            if (miss[q]) {
                 repeat_row(j->src + (size_t)need[q] * j->sstride, j->sw, f, rep);
-                up_hrow(rep + s3f, j->cl, j->cr, n, s3f, slot[k]);
-                have[k] = need[q];
+                up_hrow(rep + s3f, j->cl, j->cr, n, s3f, slot[at[q]]);
             }
-            at[q] = k;
-        }
         up_vrow(slot[at[0]], slot[at[1]], j->b0[y], j->b1[y], n, j->dst + (size_t)y * j->dstride);
     }
     free(rep);
