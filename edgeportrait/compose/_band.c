@@ -694,6 +694,10 @@ int ep_downscale(const uint8_t *src, long sstride, int H, int W, int levels, uin
     if (levels < 1 || levels > 4 || H <= 0 || W <= 0 || H % (1 << levels) || W % (1 << levels) ||
         sstride < 3L * W || dstride < 3L * (W >> levels))
         return -1;
+    /* under 1 MB a second thread costs more than it saves: 480×270 halved took 0.066 ms on one
+     * thread and 0.095 on two; 1280×720 to a quarter 0.36 and 0.32 (AVX2 EPYC, medians of 1000) */
+    if ((size_t)H * W * 3 < ((size_t)1 << 20))
+        threads = 1;
     struct down_job base = {{0, H >> levels, 0}, src, sstride, W, levels, dst, dstride};
     return run_split(down_rows, &base, sizeof base, H >> levels, threads) ? 0 : -1;
 }
