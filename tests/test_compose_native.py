@@ -343,12 +343,12 @@ def test_the_upsample_in_c_is_cv2_resize_exactly(factor: int) -> None:
         for n in (1, 2, 3):
             got = native.upsample(lib, small, dh, sw * factor, n)
             assert got is not None and np.array_equal(got, want), (factor, sw, sh, dh, n)
-    # a view whose rows are apart (a crop of a wider image)
+    # views whose rows are apart (a crop of a wider image) or go backwards (flipped)
     wide = _noise(40, 90, 5)
-    crop = wide[:, 10:50]
-    got = native.upsample(lib, crop, 40 * factor, 40 * factor)
-    want = cv2.resize(np.ascontiguousarray(crop), (40 * factor, 40 * factor), interpolation=cv2.INTER_LINEAR)
-    assert got is not None and np.array_equal(got, want)
+    for view in (wide[:, 10:50], wide[::-1, 10:50]):
+        got = native.upsample(lib, view, 40 * factor, 40 * factor)
+        want = cv2.resize(np.ascontiguousarray(view), (40 * factor, 40 * factor), interpolation=cv2.INTER_LINEAR)
+        assert got is not None and np.array_equal(got, want)
 
 
 def test_upscale_leaves_other_factors_to_cv2_resize() -> None:
@@ -384,6 +384,8 @@ def test_the_guided_filter_and_the_blur_on_several_threads_give_what_one_gives(w
     kernel = cv2.getGaussianKernel(15, 1.8, cv2.CV_32F)
     coef1, kind1 = native.low_matte(lib, luma, p, 2, 1e-3, matte.SETTLED, 1)
     blur1 = native.masked_blur(lib, small, p, kernel, 1e-3, 1)
+    backwards = np.ascontiguousarray(small[::-1])[::-1]  # the same pixels, its rows going backwards in memory
+    assert np.array_equal(native.masked_blur(lib, backwards, p, kernel, 1e-3, 2), blur1)
     for n in (2, 3, 8, 64):
         coef, kind = native.low_matte(lib, luma, p, 2, 1e-3, matte.SETTLED, n)
         assert np.array_equal(coef, coef1) and np.array_equal(kind, kind1), (w, h, n)

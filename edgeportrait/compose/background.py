@@ -84,7 +84,7 @@ def upscale(small: np.ndarray, h: int, w: int) -> np.ndarray:
     """A low-resolution background (BGR uint8) bilinearly to h×w: a new array (``small`` if it is that size).
 
     The C library's upsample when it is built and the factor across is 2, 4, 8
-    or 16 (within one level of cv2.resize, ~2× faster), cv2.resize otherwise.
+    or 16 (byte for byte cv2.resize's result, ~2× faster), cv2.resize otherwise.
     """
     if small.shape[:2] == (h, w):
         return small

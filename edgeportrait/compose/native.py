@@ -103,8 +103,22 @@ def reset() -> None:
 
 
 def _rows_packed(a: np.ndarray) -> bool:
-    """Pixels packed within each row (rows may be apart, as in a crop of a wider frame)."""
-    return a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 and a.strides[2] == 1 and a.strides[1] == 3
+    """BGR uint8 with the pixels packed within each row and the rows going forward (they may be apart,
+    as in a crop of a wider frame): what the C passes take as they are."""
+    return (
+        a.dtype == np.uint8
+        and a.ndim == 3
+        and a.shape[2] == 3
+        and a.strides[2] == 1
+        and a.strides[1] == 3
+        and a.strides[0] >= 3 * a.shape[1]
+    )
+
+
+def _bgr_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when the C passes can read it (:func:`_rows_packed`), else a packed copy (e.g. of a
+    flipped view, whose rows go backwards)."""
+    return a if _rows_packed(a) else np.ascontiguousarray(a)
 
 
 def threads() -> int:
@@ -118,9 +132,8 @@ def render_band(lib: ctypes.CDLL, frame: np.ndarray, out: np.ndarray, low: LowMa
     ``n_threads`` threads share the rows (the GIL is released for the whole call).
     """
     h, w = frame.shape[:2]
-    if not _rows_packed(frame) or frame.strides[0] < 3 * w:  # e.g. a flipped view: rows go backwards
-        frame = np.ascontiguousarray(frame)
-    if not _rows_packed(out) or out.strides[0] < 3 * w or not out.flags.writeable:
+    frame = _bgr_rows(frame)
+    if not _rows_packed(out) or not out.flags.writeable:
         raise ValueError("render_band: out must be a writable BGR uint8 array with packed rows")
     coef = np.ascontiguousarray(low.coef, dtype=np.float32)
     kind = np.ascontiguousarray(low.kind, dtype=np.uint8)
@@ -168,8 +181,7 @@ def masked_blur(
     ``kernel``: the separable Gaussian (odd length) — see
     :func:`edgeportrait.compose.background.masked_blur_low`.
     """
-    if not _rows_packed(small):
-        small = np.ascontiguousarray(small)
+    small = _bgr_rows(small)
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     kernel = np.ascontiguousarray(kernel.ravel(), dtype=np.float32)
     sh, sw = small.shape[:2]
@@ -189,7 +201,7 @@ UPSAMPLE_FACTORS = (2, 4, 8, 16)
 
 
 def upsample(lib: ctypes.CDLL, small: np.ndarray, h: int, w: int, n_threads: int = 1) -> np.ndarray | None:
-    """``cv2.resize(small, (w, h), interpolation=INTER_LINEAR)`` in C, within one level of it.
+    """``cv2.resize(small, (w, h), interpolation=INTER_LINEAR)`` in C, byte for byte.
 
     Only for a whole factor across (``w`` = 2, 4, 8 or 16 × ``small``'s width);
     None for any other size, for which cv2.resize is the way.
@@ -198,8 +210,7 @@ def upsample(lib: ctypes.CDLL, small: np.ndarray, h: int, w: int, n_threads: int
     f = w // sw
     if f not in UPSAMPLE_FACTORS or f * sw != w or h < 1:
         return None
-    if not _rows_packed(small):
-        small = np.ascontiguousarray(small)
+    small = _bgr_rows(small)
     out = np.empty((h, w, 3), np.uint8)
     rc = lib.ep_upsample(small.ctypes.data, small.strides[0], sh, sw, out.ctypes.data, out.strides[0], h, f, n_threads)
     if rc != 0:
@@ -215,8 +226,7 @@ def halve(lib: ctypes.CDLL, img: np.ndarray, levels: int, n_threads: int = 1) ->
     h, w = img.shape[:2]
     if not 1 <= levels <= 4 or h % (1 << levels) or w % (1 << levels):
         raise ValueError(f"halve: {w}x{h} cannot be halved {levels} times")
-    if not _rows_packed(img) or img.strides[0] < 3 * w:
-        img = np.ascontiguousarray(img)
+    img = _bgr_rows(img)
     out = np.empty((h >> levels, w >> levels, 3), np.uint8)
     rc = lib.ep_downscale(img.ctypes.data, img.strides[0], h, w, levels, out.ctypes.data, out.strides[0], n_threads)
     if rc != 0:
