@@ -66,24 +66,18 @@ enum { COEF_GAP = 8 };
 int ep_band_abi(void) { return EP_BAND_ABI; }
 
 /* For each destination index d of a resize from ssize to dsize: the two source taps and the
- * weight of the second, as cv2.resize INTER_LINEAR computes them. */
+ * weight of the second, as cv2.resize INTER_LINEAR places them along a column: positions in float,
+ * the taps clamped to the edge and the weight kept (both taps are then the edge row, so a float
+ * mix is that row; OpenCV's 8-bit rounding of the two products still sees the weight). */
 static void taps(int dsize, int ssize, int *i0, int *i1, float *w) {
-    double scale = (double)ssize / (double)dsize;
+    double scale = 1.0 / ((double)dsize / (double)ssize);
     for (int d = 0; d < dsize; d++) {
-        double fx = ((double)d + 0.5) * scale - 0.5;
-        int sx = (int)floor(fx);
-        fx -= sx;
-        if (sx < 0) {
-            sx = 0;
-            fx = 0.0;
-        }
-        if (sx >= ssize - 1) {
-            sx = ssize - 1;
-            fx = 0.0;
-        }
-        i0[d] = sx;
-        i1[d] = sx + 1 < ssize ? sx + 1 : sx;
-        w[d] = (float)fx;
+        float fx = (float)((d + 0.5) * scale - 0.5);
+        int sx = (int)floorf(fx);
+        fx -= (float)sx;
+        i0[d] = sx < 0 ? 0 : (sx > ssize - 1 ? ssize - 1 : sx);
+        i1[d] = sx + 1 < 0 ? 0 : (sx + 1 > ssize - 1 ? ssize - 1 : sx + 1);
+        w[d] = fx;
     }
 }
 
@@ -320,8 +314,8 @@ HOT static void *band_rows(void *arg) {
     }
     uint16_t *alpha3 = alpha + W;
     float *luma = crows + 4 * (size_t)W;
-    /* the coefficients of the two cell rows an output row mixes, interpolated across (planes a, b);
-     * rows are asked for in increasing order, so a miss replaces the slot not needed next */
+    /* the coefficients of the two cell rows an output row mixes, interpolated across (planes a, b;
+     * see pick_rows) */
     float *ca[2] = {crows, crows + 2 * (size_t)W}, *cb[2] = {crows + W, crows + 3 * (size_t)W};
     int have[2] = {-1, -1};
 
@@ -582,8 +576,9 @@ int ep_upsample(const uint8_t *src, long sstride, int sh, int sw, uint8_t *dst, 
     int n = sw * f * 3, ok = 0;
     int16_t *coefs = malloc(sizeof(int16_t) * 2 * (size_t)n);
     int *yi = malloc(sizeof(int) * 2 * (size_t)dh);
+    float *wy = malloc(sizeof(float) * (size_t)dh);
     uint16_t *bw = malloc(sizeof(uint16_t) * 2 * (size_t)dh);
-    if (!coefs || !yi || !bw)
+    if (!coefs || !yi || !wy || !bw)
         goto done;
     int16_t *cl = coefs, *cr = coefs + n;
     for (int j = 0; j < n; j++) {
@@ -591,22 +586,17 @@ int ep_upsample(const uint8_t *src, long sstride, int sh, int sw, uint8_t *dst, 
         cl[j] = (int16_t)(2 * k < f ? c : 0);
         cr[j] = (int16_t)(2 * k < f ? 0 : c);
     }
-    /* down as OpenCV places the rows: positions in float, the rows clamped, their weights kept */
-    double scale = 1.0 / ((double)dh / (double)sh);
-    for (int y = 0; y < dh; y++) {
-        float fy = (float)((y + 0.5) * scale - 0.5);
-        int sy = (int)floorf(fy);
-        fy -= (float)sy;
-        yi[y] = sy < 0 ? 0 : (sy > sh - 1 ? sh - 1 : sy);
-        yi[dh + y] = sy + 1 < 0 ? 0 : (sy + 1 > sh - 1 ? sh - 1 : sy + 1);
-        bw[y] = (uint16_t)lrintf((1.0f - fy) * 2048.0f);
-        bw[dh + y] = (uint16_t)lrintf(fy * 2048.0f);
+    taps(dh, sh, yi, yi + dh, wy);
+    for (int y = 0; y < dh; y++) { /* OpenCV's 11-bit weights */
+        bw[y] = (uint16_t)lrintf((1.0f - wy[y]) * 2048.0f);
+        bw[dh + y] = (uint16_t)lrintf(wy[y] * 2048.0f);
     }
     struct up_job base = {{0, dh, 0}, src, sstride, sw, f, dst, dstride, cl, cr, yi, yi + dh, bw, bw + dh};
     ok = run_split(up_rows, &base, sizeof base, dh, threads);
 done:
     free(coefs);
     free(yi);
+    free(wy);
     free(bw);
     return ok ? 0 : -1;
 }
