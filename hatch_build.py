@@ -4,7 +4,7 @@ It is a plain shared library loaded with ctypes (no Python headers needed), so
 any C compiler will do: ``cc`` on a Pi (``gcc``), ``build-essential`` on an x86
 box. Without one, or if the compile fails, the build warns and goes on: the
 wheel then has no ``_band.so`` and edgeportrait composes with its OpenCV path
-(the same look; a 1080p compose ~1.8x slower on a 2-core AVX2 EPYC). ``EDGEPORTRAIT_BUILD_NATIVE=0``
+(the same look; a 1080p compose ~2.5x slower on a 2-core AVX2 EPYC). ``EDGEPORTRAIT_BUILD_NATIVE=0``
 skips the compile.
 
 The library is written beside its source (also for ``pip install -e .``, whose

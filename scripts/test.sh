@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian's packages the tests use, installed only when missing: the broker for the MQTT
 # tests, Chromium with its WebDriver for the kiosk page's browser test, and a C compiler so
-# that the install below builds the compositor's C band pass and its tests test it (without
+# that the install below builds the compositor's C library and its tests test it (without
 # one edgeportrait works on its OpenCV path, and those tests skip).
 MISSING=()
 command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || MISSING+=(gcc libc6-dev)
